@@ -1,0 +1,1 @@
+"""dicomflow: a multi-tenant DICOM archive on Kafka, PostgreSQL and Redis."""

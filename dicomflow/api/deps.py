@@ -1,0 +1,44 @@
+"""Route dependencies as `Annotated` aliases, so a signature says what the route needs."""
+
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+
+from dicomflow.api.state import ApiState
+from dicomflow.core.identifiers import InvalidIdentifier, validate_tenant, validate_uid
+
+
+def get_state(request: Request) -> ApiState:
+    return request.app.state.api
+
+
+def get_tenant(request: Request) -> str:
+    """The tenant from `/tenants/{tenant}/...`, else the `X-Tenant` header, else the default."""
+    state: ApiState = request.app.state.api
+    tenant = (
+        request.path_params.get("tenant")
+        or request.headers.get("x-tenant")
+        or state.settings.default_tenant
+    )
+    try:
+        return validate_tenant(tenant)
+    except InvalidIdentifier as exc:
+        raise HTTPException(400, str(exc)) from exc
+
+
+def uid_param(name: str):  # type: ignore[no-untyped-def]
+    """A dependency that validates the path parameter `name` as a DICOM UID (400 otherwise)."""
+
+    def dependency(request: Request) -> str:
+        try:
+            return validate_uid(request.path_params[name], name)
+        except InvalidIdentifier as exc:
+            raise HTTPException(400, str(exc)) from exc
+
+    return dependency
+
+
+State = Annotated[ApiState, Depends(get_state)]
+Tenant = Annotated[str, Depends(get_tenant)]
+StudyUID = Annotated[str, Depends(uid_param("study"))]
+SeriesUID = Annotated[str, Depends(uid_param("series"))]

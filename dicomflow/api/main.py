@@ -1,0 +1,59 @@
+"""The DICOMweb service: lifespan opens the pool, Redis and Kafka once; routers mounted once."""
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import redis.asyncio as aioredis
+import uvicorn
+from aiokafka import AIOKafkaClient
+from aiokafka.errors import KafkaError
+from fastapi import APIRouter, FastAPI
+
+from dicomflow.api.routes import health, wado
+from dicomflow.api.state import ApiState
+from dicomflow.core.db import create_pool
+from dicomflow.core.settings import Settings
+from dicomflow.core.storage import LocalStorage
+from dicomflow.core.urls import DICOMWEB_PREFIX
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        kafka = AIOKafkaClient(bootstrap_servers=settings.kafka_servers, request_timeout_ms=5000)
+        try:
+            await kafka.bootstrap()
+        except KafkaError as exc:
+            log.warning("Kafka unreachable at start-up (%s); readiness will report it", exc)
+        state = ApiState(
+            settings=settings,
+            pool=await create_pool(settings),
+            redis=aioredis.from_url(settings.redis_location, socket_timeout=2),
+            kafka=kafka,
+            storage=LocalStorage(settings.storage_dir),
+            json_storage=LocalStorage(settings.json_dir),
+        )
+        app.state.api = state
+        yield
+        await state.close()
+
+    app = FastAPI(title="dicomflow DICOMweb", lifespan=lifespan)
+    app.include_router(health.router)
+    dicomweb = APIRouter()
+    dicomweb.include_router(wado.router)
+    app.include_router(dicomweb, prefix=DICOMWEB_PREFIX)
+    app.include_router(dicomweb, prefix="/tenants/{tenant}" + DICOMWEB_PREFIX)
+    return app
+
+
+def serve(settings: Settings) -> None:
+    uvicorn.run(
+        create_app(settings),
+        host=settings.api_host,
+        port=settings.api_port,
+        log_level="info",
+        access_log=False,
+    )

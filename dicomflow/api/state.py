@@ -1,0 +1,38 @@
+"""What the API process opens once in its lifespan: the pool, Redis, Kafka, the file stores."""
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+import asyncpg
+import redis.asyncio as aioredis
+from aiokafka import AIOKafkaClient
+from aiokafka.errors import KafkaError
+
+from dicomflow.core.settings import Settings
+from dicomflow.core.storage import LocalStorage
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ApiState:
+    settings: Settings
+    pool: asyncpg.Pool
+    redis: aioredis.Redis
+    kafka: AIOKafkaClient
+    storage: LocalStorage
+    json_storage: LocalStorage
+
+    async def kafka_reachable(self, timeout: float = 2.0) -> bool:
+        try:
+            await asyncio.wait_for(self.kafka.fetch_all_metadata(), timeout)
+        except (KafkaError, TimeoutError, OSError) as exc:
+            log.info("Kafka not reachable: %s", exc)
+            return False
+        return True
+
+    async def close(self) -> None:
+        await self.kafka.close()
+        await self.redis.aclose()
+        await self.pool.close()

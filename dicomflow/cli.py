@@ -1,0 +1,92 @@
+"""The `dicomflow` command: one sub-command per service, plus the local stack."""
+
+import argparse
+import logging
+import signal
+import subprocess
+import sys
+import time
+
+from dicomflow.core.settings import Settings
+
+SERVICES = ("scp", "worker", "api")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="dicomflow", description=__doc__)
+    parser.add_argument("--log-level", default="INFO")
+    commands = parser.add_subparsers(dest="command", required=True)
+    stack = commands.add_parser("stack", help="the local PostgreSQL, Redis, Kafka and MariaDB")
+    stack.add_argument("action", choices=["up", "down", "status"])
+    commands.add_parser("scp", help="run the Storage SCP")
+    commands.add_parser("worker", help="run the Faust stream worker")
+    commands.add_parser("api", help="run the DICOMweb API")
+    commands.add_parser("run", help="run the stack and every service in the foreground")
+    args = parser.parse_args(argv)
+
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    settings = Settings()
+    if args.command == "stack":
+        return _stack(settings, args.action)
+    if args.command == "scp":
+        from dicomflow.ingest.server import serve
+
+        serve(settings)
+    elif args.command == "worker":
+        from dicomflow.streams.main import run_worker
+
+        run_worker(settings, args.log_level)
+    elif args.command == "api":
+        from dicomflow.api.main import serve as serve_api
+
+        serve_api(settings)
+    elif args.command == "run":
+        return _run_all(settings)
+    return 0
+
+
+def _stack(settings: Settings, action: str) -> int:
+    from dicomflow.stack import manager
+
+    if action == "up":
+        started = manager.up(settings)
+        print("started: " + (", ".join(started) or "nothing (already running)"))
+    elif action == "down":
+        stopped = manager.down(settings)
+        print("stopped: " + (", ".join(stopped) or "nothing"))
+    else:
+        for name, state in manager.status(settings).items():
+            print(f"{name:10} {state}")
+    return 0
+
+
+def _run_all(settings: Settings) -> int:
+    """Start the stack, then the services as child processes; Ctrl-C stops it all cleanly."""
+    from dicomflow.stack import manager
+
+    started = manager.up(settings)
+    children = [subprocess.Popen([sys.executable, "-m", "dicomflow", name]) for name in SERVICES]
+    stop = False
+
+    def request_stop(*_: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    try:
+        while not stop and all(child.poll() is None for child in children):
+            time.sleep(0.5)
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        for child in children:
+            try:
+                child.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                child.kill()
+        manager.down(settings, started)
+    return 0 if stop else 1

@@ -1,0 +1,104 @@
+"""The one settings object: every field can be given as a `DICOMFLOW_*` environment variable."""
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from dicomflow.core.identifiers import validate_ae_title, validate_tenant
+
+
+class Settings(BaseSettings):
+    """Configuration of every dicomflow service, validated at start-up."""
+
+    model_config = SettingsConfigDict(env_prefix="DICOMFLOW_", frozen=True)
+
+    state_dir: Path = Field(Path(".stack"), description="Local state: data, logs, services.")
+    storage_root: Path | None = Field(None, description="DICOM files; default state_dir/dicom.")
+    json_root: Path | None = Field(None, description="Series metadata; default state_dir/json.")
+    outbox_path: Path | None = Field(None, description="SCP outbox; default state_dir/outbox.db.")
+
+    default_tenant: str = "default"
+
+    ae_title: str = "DICOMFLOW"
+    scp_host: str = "127.0.0.1"
+    scp_port: int = 11112
+    ae_tenants: dict[str, str] = Field(
+        default_factory=dict, description="Called AE title -> tenant, besides ae_title."
+    )
+    allowed_calling_aes: list[str] = Field(
+        default_factory=list, description="Calling AE titles accepted; empty accepts any."
+    )
+    max_pdu_size: int = 262144
+    max_associations: int = 32
+    acse_timeout: float = 30.0
+    dimse_timeout: float = 60.0
+    network_timeout: float = 60.0
+
+    api_host: str = "127.0.0.1"
+    api_port: int = 8080
+
+    kafka_bootstrap: str | None = Field(None, description="External broker; unset starts one.")
+    postgres_dsn: str | None = Field(None, description="External PostgreSQL; unset starts one.")
+    redis_url: str | None = Field(None, description="External Redis; unset starts one.")
+    mysql_dsn: str | None = Field(None, description="External MySQL-protocol analytics target.")
+
+    kafka_port: int = 19092
+    kafka_controller_port: int = 19093
+    postgres_port: int = 54329
+    redis_port: int = 63799
+    mariadb_port: int = 33069
+
+    topic_partitions: int = 4
+    publish_timeout_ms: int = 5000
+    series_stable_seconds: float = 10.0
+    table_store: str = Field("memory://", description="Faust table store (changelog in Kafka).")
+    metadata_retry_limit: int = 5
+    node_id: str = "node-1"
+
+    @field_validator("default_tenant")
+    @classmethod
+    def _tenant(cls, value: str) -> str:
+        return validate_tenant(value)
+
+    @field_validator("ae_title")
+    @classmethod
+    def _ae_title(cls, value: str) -> str:
+        return validate_ae_title(value)
+
+    @field_validator("ae_tenants")
+    @classmethod
+    def _ae_tenants(cls, value: dict[str, str]) -> dict[str, str]:
+        return {validate_ae_title(ae): validate_tenant(tenant) for ae, tenant in value.items()}
+
+    @property
+    def storage_dir(self) -> Path:
+        return (self.storage_root or self.state_dir / "dicom").resolve()
+
+    @property
+    def json_dir(self) -> Path:
+        return (self.json_root or self.state_dir / "json").resolve()
+
+    @property
+    def outbox_file(self) -> Path:
+        return (self.outbox_path or self.state_dir / "outbox.db").resolve()
+
+    @property
+    def kafka_servers(self) -> str:
+        return self.kafka_bootstrap or f"127.0.0.1:{self.kafka_port}"
+
+    @property
+    def postgres_url(self) -> str:
+        return (
+            self.postgres_dsn or f"postgresql://dicomflow@127.0.0.1:{self.postgres_port}/dicomflow"
+        )
+
+    @property
+    def redis_location(self) -> str:
+        return self.redis_url or f"redis://127.0.0.1:{self.redis_port}/0"
+
+    @cached_property
+    def tenant_by_called_ae(self) -> dict[str, str]:
+        """Called AE title -> tenant; the SCP's own title maps to the default tenant."""
+        return {**self.ae_tenants, self.ae_title: self.default_tenant}

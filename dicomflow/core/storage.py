@@ -1,0 +1,122 @@
+"""The storage interface: the only code that builds paths to DICOM and JSON files or opens them."""
+
+import os
+import re
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from dicomflow.core.identifiers import InvalidIdentifier, validate_tenant, validate_uid
+
+UNKNOWN_STUDY_DATE = "00000000"
+_STUDY_DATE = re.compile(r"^[0-9]{8}$")
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class SeriesLocation:
+    """Where a series lives: tenant, study date folder, study and series UIDs, all validated."""
+
+    tenant: str
+    study_date: str
+    study_uid: str
+    series_uid: str
+
+    def __post_init__(self) -> None:
+        validate_tenant(self.tenant)
+        if not _STUDY_DATE.match(self.study_date):
+            raise InvalidIdentifier(f"study date folder {self.study_date!r} is not YYYYMMDD")
+        validate_uid(self.study_uid, "Study Instance UID")
+        validate_uid(self.series_uid, "Series Instance UID")
+
+    @property
+    def prefix(self) -> str:
+        return f"{self.tenant}/{self.study_date}/{self.study_uid}/{self.series_uid}"
+
+    def instance_key(self, sop_uid: str) -> str:
+        """Key of one instance: `{tenant}/{study_date}/{study}/{series}/{sop}.dcm`."""
+        return f"{self.prefix}/{validate_uid(sop_uid, 'SOP Instance UID')}.dcm"
+
+    @property
+    def metadata_key(self) -> str:
+        """Key of the series metadata (DICOM JSON) under the JSON root."""
+        return f"{self.prefix}.json"
+
+
+def study_date_folder(value: object) -> str:
+    """The StudyDate as a YYYYMMDD folder name, or `00000000` when absent or malformed."""
+    text = str(value or "").strip()
+    return text if _STUDY_DATE.match(text) else UNKNOWN_STUDY_DATE
+
+
+class LocalStorage:
+    """Files under one root directory, written atomically and durably."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+
+    def _path(self, key: str) -> Path:
+        path = (self.root / key).resolve()
+        if not path.is_relative_to(self.root) or path == self.root:
+            raise InvalidIdentifier(f"storage key {key!r} leaves the storage root")
+        return path
+
+    def write_atomic(self, key: str, chunks: Iterable[bytes]) -> int:
+        """Write to a temporary file beside the target, fsync, rename over it; return the size."""
+        path = self._path(key)
+        self._make_dirs(path.parent)
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+        size = 0
+        try:
+            with open(tmp, "wb") as fh:
+                for chunk in chunks:
+                    fh.write(chunk)
+                    size += len(chunk)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        self._fsync_dir(path.parent)
+        return size
+
+    def open(self, key: str) -> BinaryIO:
+        return open(self._path(key), "rb")
+
+    def iter_bytes(self, key: str, chunk_size: int = _CHUNK) -> Iterator[bytes]:
+        with self.open(key) as fh:
+            while chunk := fh.read(chunk_size):
+                yield chunk
+
+    def read_bytes(self, key: str) -> bytes:
+        return self._path(key).read_bytes()
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def size(self, key: str) -> int:
+        return self._path(key).stat().st_size
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
+    def _make_dirs(self, directory: Path) -> None:
+        """Create missing directories and fsync each new entry's parent so it survives a crash."""
+        missing = []
+        while not directory.exists():
+            missing.append(directory)
+            directory = directory.parent
+        for new_dir in reversed(missing):
+            new_dir.mkdir(exist_ok=True)
+            self._fsync_dir(new_dir.parent)
+
+    @staticmethod
+    def _fsync_dir(directory: Path) -> None:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

@@ -1,0 +1,51 @@
+"""pynetdicom event handlers; dependencies are bound as arguments when the server starts."""
+
+import logging
+
+from pydicom.dataset import Dataset
+from pynetdicom import events as evt
+
+from dicomflow.core.settings import Settings
+from dicomflow.ingest.store import CANNOT_UNDERSTAND, InstanceStore, Origin, Rejected
+
+log = logging.getLogger(__name__)
+
+CALLED_AE_NOT_RECOGNISED = (0x01, 0x01, 0x07)
+
+
+def handle_requested(event: evt.Event, settings: Settings) -> None:
+    """Select the tenant from the called AE title; reject the association for an unknown one."""
+    called = event.assoc.requestor.primitive.called_ae_title.strip()
+    if called not in settings.tenant_by_called_ae:
+        log.warning("rejecting an association for unknown called AE title %r", called)
+        event.assoc.acse.send_reject(*CALLED_AE_NOT_RECOGNISED)
+        return
+    event.assoc.acceptor.ae_title = called
+
+
+def handle_store(event: evt.Event, settings: Settings, store: InstanceStore) -> Dataset | int:
+    """C-STORE: write the bytes as received, publish the event, answer with a status."""
+    called_ae = event.assoc.acceptor.ae_title
+    origin = Origin(
+        tenant=settings.tenant_by_called_ae[called_ae],
+        via="dimse",
+        source_ip=event.assoc.requestor.address,
+        source_ae=event.assoc.requestor.ae_title,
+        called_ae=called_ae,
+    )
+    try:
+        part10 = event.encoded_dataset(include_meta=True)
+    except Exception as exc:
+        return _failure(CANNOT_UNDERSTAND, f"cannot read the data set: {exc}")
+    try:
+        store.store(part10, origin, expected_sop_class=event.context.abstract_syntax)
+    except Rejected as exc:
+        return _failure(exc.status, exc.comment)
+    return 0x0000
+
+
+def _failure(status: int, comment: str) -> Dataset:
+    response = Dataset()
+    response.Status = status
+    response.ErrorComment = comment[:64]
+    return response

@@ -1,0 +1,57 @@
+"""The Storage SCP: builds the AE, binds storage and publisher to the handlers, serves."""
+
+import logging
+import signal
+import threading
+
+from pydicom.uid import AllTransferSyntaxes
+from pynetdicom import AE, AllStoragePresentationContexts, evt
+from pynetdicom.sop_class import Verification
+
+from dicomflow.core.settings import Settings
+from dicomflow.core.storage import LocalStorage
+from dicomflow.ingest.handlers import handle_requested, handle_store
+from dicomflow.ingest.publisher import EventPublisher
+from dicomflow.ingest.store import InstanceStore
+
+log = logging.getLogger(__name__)
+
+
+def build_ae(settings: Settings) -> AE:
+    ae = AE(ae_title=settings.ae_title)
+    ae.maximum_pdu_size = settings.max_pdu_size
+    ae.maximum_associations = settings.max_associations
+    ae.acse_timeout = settings.acse_timeout
+    ae.dimse_timeout = settings.dimse_timeout
+    ae.network_timeout = settings.network_timeout
+    ae.require_called_aet = True
+    ae.require_calling_aet = settings.allowed_calling_aes
+    ae.add_supported_context(Verification)
+    for context in AllStoragePresentationContexts:
+        ae.add_supported_context(context.abstract_syntax, AllTransferSyntaxes)
+    return ae
+
+
+def serve(settings: Settings) -> None:
+    """Run the SCP in the foreground until SIGINT or SIGTERM."""
+    publisher = EventPublisher(settings)
+    publisher.start()
+    store = InstanceStore(settings, LocalStorage(settings.storage_dir), publisher)
+    ae = build_ae(settings)
+    handlers = [
+        (evt.EVT_REQUESTED, handle_requested, [settings]),
+        (evt.EVT_C_STORE, handle_store, [settings, store]),
+    ]
+    server = ae.start_server(
+        (settings.scp_host, settings.scp_port), block=False, evt_handlers=handlers
+    )
+    log.info(
+        "Storage SCP %s listening on %s:%d", settings.ae_title, settings.scp_host, settings.scp_port
+    )
+    stopped = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stopped.set())
+    stopped.wait()
+    server.shutdown()
+    publisher.stop()
+    log.info("Storage SCP stopped")

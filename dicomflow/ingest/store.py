@@ -1,0 +1,151 @@
+"""The write-and-publish path every way in shares (C-STORE, STOW-RS, bulk import)."""
+
+import io
+import logging
+import uuid
+from dataclasses import dataclass
+
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+
+from dicomflow.core.identifiers import InvalidIdentifier, validate_uid
+from dicomflow.core.metrics import BYTES_RECEIVED, INSTANCES_RECEIVED, REJECTIONS
+from dicomflow.core.settings import Settings
+from dicomflow.core.storage import LocalStorage, SeriesLocation, study_date_folder
+from dicomflow.core.topics import STORAGE_QUEUE
+from dicomflow.ingest.publisher import EventPublisher, PublishFailed
+from dicomflow.tables.extract import read_header, series_key, storage_event
+from dicomflow.tables.records import StorageEvent
+
+log = logging.getLogger(__name__)
+
+OUT_OF_RESOURCES = 0xA700
+DATASET_MISMATCH = 0xA900
+CANNOT_UNDERSTAND = 0xC000
+
+
+class Rejected(Exception):
+    """An instance that was not stored; `status` is its DICOM failure status."""
+
+    def __init__(self, status: int, reason: str, comment: str) -> None:
+        super().__init__(comment)
+        self.status = status
+        self.reason = reason
+        self.comment = comment
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where an instance came from, for the storage event."""
+
+    tenant: str
+    via: str
+    source_ip: str | None = None
+    source_ae: str | None = None
+    called_ae: str | None = None
+
+
+class InstanceStore:
+    """Validates a Part-10 encoded instance, writes it durably, publishes its event."""
+
+    def __init__(self, settings: Settings, storage: LocalStorage, publisher: EventPublisher):
+        self._settings = settings
+        self._storage = storage
+        self._publisher = publisher
+
+    def store(
+        self, part10: bytes, origin: Origin, expected_sop_class: str | None = None
+    ) -> StorageEvent:
+        """Store one instance; raise Rejected with a DICOM status when it cannot be."""
+        try:
+            return self._store(part10, origin, expected_sop_class)
+        except Rejected as exc:
+            REJECTIONS.labels(exc.reason).inc()
+            log.info("rejected an instance from %s: %s", origin.source_ae or origin.via, exc)
+            raise
+
+    def _store(self, part10: bytes, origin: Origin, expected_sop_class: str | None) -> StorageEvent:
+        header = _parse(part10)
+        location, sop_uid = _validate(header, expected_sop_class, origin.tenant)
+        key = location.instance_key(sop_uid)
+        try:
+            size = self._storage.write_atomic(key, [part10])
+        except OSError as exc:
+            raise Rejected(
+                OUT_OF_RESOURCES, "write_failed", f"cannot write the file: {exc}"
+            ) from exc
+        event = storage_event(
+            header,
+            tenant=origin.tenant,
+            file_path=key,
+            file_size=size,
+            transfer_syntax_uid=str(header.file_meta.TransferSyntaxUID),
+            node_id=self._settings.node_id,
+            trace_id=str(uuid.uuid4()),
+            source_ip=origin.source_ip,
+            source_ae=origin.source_ae,
+            called_ae=origin.called_ae,
+        )
+        try:
+            self._publisher.publish(
+                STORAGE_QUEUE,
+                series_key(origin.tenant, location.study_uid, location.series_uid).encode(),
+                event.dumps(),
+            )
+        except PublishFailed as exc:
+            self._storage.delete(key)
+            raise Rejected(OUT_OF_RESOURCES, "publish_failed", str(exc)) from exc
+        INSTANCES_RECEIVED.labels(origin.tenant, origin.via).inc()
+        BYTES_RECEIVED.labels(origin.via).inc(size)
+        return event
+
+
+def _parse(part10: bytes) -> Dataset:
+    try:
+        header = read_header(io.BytesIO(part10))
+    except (InvalidDicomError, EOFError, ValueError, KeyError, TypeError, OSError) as exc:
+        raise Rejected(
+            CANNOT_UNDERSTAND, "unparsable", f"cannot parse the data set: {exc}"
+        ) from exc
+    if "TransferSyntaxUID" not in header.file_meta:
+        raise Rejected(CANNOT_UNDERSTAND, "unparsable", "no transfer syntax in the file meta")
+    return header
+
+
+def _validate(
+    header: Dataset, expected_sop_class: str | None, tenant: str
+) -> tuple[SeriesLocation, str]:
+    """Check the identifying UIDs and the SOP class; return where the instance goes."""
+    try:
+        sop_class = validate_uid(header.get("SOPClassUID"), "SOP Class UID")
+        sop_uid = validate_uid(header.get("SOPInstanceUID"), "SOP Instance UID")
+        location = SeriesLocation(
+            tenant=tenant,
+            study_date=study_date_folder(header.get("StudyDate")),
+            study_uid=header.get("StudyInstanceUID"),
+            series_uid=header.get("SeriesInstanceUID"),
+        )
+    except (InvalidIdentifier, ValueError, TypeError) as exc:
+        raise Rejected(CANNOT_UNDERSTAND, "invalid_uid", str(exc)) from exc
+    if expected_sop_class is not None and sop_class != expected_sop_class:
+        raise Rejected(
+            DATASET_MISMATCH,
+            "sop_class_mismatch",
+            f"SOP Class UID {sop_class} does not match the presentation context's "
+            f"{expected_sop_class}",
+        )
+    media_class = header.file_meta.get("MediaStorageSOPClassUID")
+    media_instance = header.file_meta.get("MediaStorageSOPInstanceUID")
+    if media_instance is not None and media_instance != sop_uid:
+        raise Rejected(
+            DATASET_MISMATCH,
+            "sop_instance_mismatch",
+            f"SOP Instance UID {sop_uid} differs from the request's {media_instance}",
+        )
+    if media_class is not None and expected_sop_class is None and media_class != sop_class:
+        raise Rejected(
+            DATASET_MISMATCH,
+            "sop_class_mismatch",
+            f"SOP Class UID {sop_class} differs from the file meta's {media_class}",
+        )
+    return location, sop_uid

@@ -1,0 +1,27 @@
+"""The one Faust app; its agents, tables and timers live in their own modules."""
+
+import faust
+
+from dicomflow.core.settings import Settings
+
+app = faust.App("dicomflow", autodiscover=False)
+
+
+def configure(settings: Settings) -> faust.App:
+    """Configure the app from the settings; called once, before the worker starts."""
+    app.config_from_object(
+        {
+            "broker": f"kafka://{settings.kafka_servers}",
+            "store": settings.table_store,
+            "topic_partitions": settings.topic_partitions,
+            "topic_replication_factor": 1,
+            "table_standby_replicas": 0,
+            "producer_acks": -1,
+            "consumer_auto_offset_reset": "earliest",
+            "broker_commit_interval": 1.0,
+            "web_enabled": False,
+            "datadir": str((settings.state_dir / "faust").resolve()),
+        },
+        force=True,
+    )
+    return app

@@ -1,0 +1,23 @@
+"""`dicomflow worker`: binds the resources, loads the agents and runs the Faust worker."""
+
+import importlib
+
+from faust import Worker
+
+from dicomflow.core.settings import Settings
+from dicomflow.streams import resources
+from dicomflow.streams.app import configure
+
+AGENT_MODULES = (
+    "dicomflow.streams.fanout",
+    "dicomflow.streams.stability",
+    "dicomflow.streams.indexers",
+)
+
+
+def run_worker(settings: Settings, log_level: str = "info") -> None:
+    resources.bind(settings)
+    app = configure(settings)
+    for module in AGENT_MODULES:
+        importlib.import_module(module)
+    Worker(app, loglevel=log_level.lower()).execute_from_commandline()

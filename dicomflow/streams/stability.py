@@ -1,0 +1,42 @@
+"""Series stability: a timer finds quiet series; the agent on their partition marks them stable."""
+
+import asyncio
+import time
+
+from dicomflow.streams.app import app
+from dicomflow.streams.fanout import load_header
+from dicomflow.streams.progress import is_quiet, mark_stable, series_progress
+from dicomflow.streams.resources import resources
+from dicomflow.streams.state import send_state
+from dicomflow.streams.topics import SeriesSignal, series_check_topic, series_stable_topic
+
+CHECK_INTERVAL = 1.0
+_requested: dict[str, float] = {}
+
+
+@app.timer(CHECK_INTERVAL)
+async def find_quiet_series() -> None:
+    """Ask the owning partition to re-check every series that looks quiet (once per interval)."""
+    stable_seconds = resources().settings.series_stable_seconds
+    now = time.time()
+    for key, progress in list(series_progress.items()):
+        if progress is None or not is_quiet(progress, stable_seconds, now):
+            continue
+        if now - _requested.get(key, 0.0) < max(stable_seconds, CHECK_INTERVAL * 5):
+            continue
+        _requested[key] = now
+        await series_check_topic.send(key=key, value=SeriesSignal(series_key=key))
+
+
+@app.agent(series_check_topic)
+async def mark_quiet_series_stable(stream):  # type: ignore[no-untyped-def]
+    async for key, _signal in stream.items():
+        _requested.pop(key, None)
+        progress = series_progress.get(key)
+        if progress is None or not is_quiet(progress, resources().settings.series_stable_seconds):
+            continue
+        progress = mark_stable(progress)
+        series_progress[key] = progress
+        header = await asyncio.to_thread(load_header, progress.last_event.file_path)
+        await send_state(key, header, progress)
+        await series_stable_topic.send(key=key, value=SeriesSignal(series_key=key))

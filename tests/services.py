@@ -1,0 +1,132 @@
+"""Running dicomflow's services as processes for end-to-end tests, and talking to them."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+T = TypeVar("T")
+
+
+def wait_for(
+    condition: Callable[[], T], timeout: float, interval: float = 0.1, what: str = ""
+) -> T:
+    """Poll `condition` until it returns something truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or condition}")
+        time.sleep(interval)
+
+
+@dataclass
+class RunningServices:
+    env: dict[str, str]
+    run_dir: Path
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.env['DICOMFLOW_API_PORT']}"
+
+    @property
+    def scp_port(self) -> int:
+        return int(self.env["DICOMFLOW_SCP_PORT"])
+
+    @property
+    def storage_root(self) -> Path:
+        return Path(self.env["DICOMFLOW_STORAGE_ROOT"])
+
+    def log(self, name: str) -> Path:
+        return self.run_dir / f"{name}.log"
+
+    def start(self, name: str) -> None:
+        with open(self.log(name), "ab") as log:
+            self.processes[name] = subprocess.Popen(
+                [sys.executable, "-m", "dicomflow", name],
+                env=self.env,
+                cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        waits = {"api": self._api_ready, "scp": self._scp_ready, "worker": self._worker_ready}
+        wait_for(waits[name], 90, 0.2, f"{name} to be ready (log: {self.log(name)})")
+
+    def stop(self, name: str | None = None, sig: int = signal.SIGTERM) -> None:
+        for process_name in [name] if name else list(self.processes):
+            process = self.processes.pop(process_name)
+            if process.poll() is None:
+                process.send_signal(sig)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+    def _api_ready(self) -> bool:
+        self._check_alive("api")
+        try:
+            return httpx.get(f"{self.api_url}/health/ready", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def _scp_ready(self) -> bool:
+        self._check_alive("scp")
+        return echoscu(self.scp_port).returncode == 0
+
+    def _worker_ready(self) -> bool:
+        self._check_alive("worker")
+        return b"Worker ready" in self.log("worker").read_bytes()
+
+    def _check_alive(self, name: str) -> None:
+        code = self.processes[name].poll()
+        if code is not None:
+            raise AssertionError(
+                f"{name} exited with {code}:\n{self.log(name).read_text()[-3000:]}"
+            )
+
+
+def start_services(env: dict[str, str], run_dir: Path) -> RunningServices:
+    services = RunningServices(env, run_dir)
+    for name in ("worker", "scp", "api"):
+        services.start(name)
+    return services
+
+
+def _dcmtk_env() -> dict[str, str]:
+    return {**os.environ, "TCP_NODELAY": "1"}
+
+
+def echoscu(port: int, called_ae: str = "DICOMFLOW") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["echoscu", "-aec", called_ae, "127.0.0.1", str(port)],
+        capture_output=True,
+        text=True,
+        env=_dcmtk_env(),
+        check=False,
+    )
+
+
+def storescu(
+    port: int, files: Sequence[Path], called_ae: str = "DICOMFLOW", extra: Sequence[str] = ()
+) -> subprocess.CompletedProcess[str]:
+    """Send `files` on one association; `-v` output lists each response status."""
+    return subprocess.run(
+        ["storescu", "-v", "-aec", called_ae, *extra, "127.0.0.1", str(port), *map(str, files)],
+        capture_output=True,
+        text=True,
+        env=_dcmtk_env(),
+        check=False,
+        timeout=600,
+    )
