@@ -121,9 +121,18 @@ def echoscu(port: int, called_ae: str = "DICOMFLOW") -> subprocess.CompletedProc
 def storescu(
     port: int, files: Sequence[Path], called_ae: str = "DICOMFLOW", extra: Sequence[str] = ()
 ) -> subprocess.CompletedProcess[str]:
-    """Send `files` on one association; `-v` output lists each response status."""
+    """Send `files` on one association; the `-v` output lists each response status."""
     return subprocess.run(
-        ["storescu", "-v", "-aec", called_ae, *extra, "127.0.0.1", str(port), *map(str, files)],
+        [
+            "storescu",
+            "-v",
+            "-aec",
+            called_ae,
+            *extra,
+            "127.0.0.1",
+            str(port),
+            *map(str, files),
+        ],
         capture_output=True,
         text=True,
         env=_dcmtk_env(),

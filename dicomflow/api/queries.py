@@ -4,17 +4,71 @@ import asyncpg
 
 InstanceRow = tuple[str, str, str, str]
 
+_INSTANCE_COLUMNS = "study_uid, series_uid, sop_uid, file_path"
+_ORDER = "ORDER BY series_uid, instance_number NULLS LAST, sop_uid"
+
 
 async def series_instances(
     pool: asyncpg.Pool, tenant: str, study_uid: str, series_uid: str
 ) -> list[InstanceRow]:
     """`(study, series, sop, storage key)` of a series' instances, in instance-number order."""
     rows = await pool.fetch(
-        "SELECT study_uid, series_uid, sop_uid, file_path FROM dicom_image_meta"
-        " WHERE tenant_id = $1 AND study_uid = $2 AND series_uid = $3"
-        " ORDER BY instance_number NULLS LAST, sop_uid",
+        f"SELECT {_INSTANCE_COLUMNS} FROM dicom_image_meta"
+        f" WHERE tenant_id = $1 AND study_uid = $2 AND series_uid = $3 {_ORDER}",
         tenant,
         study_uid,
         series_uid,
     )
     return [tuple(r) for r in rows]
+
+
+async def study_instances(pool: asyncpg.Pool, tenant: str, study_uid: str) -> list[InstanceRow]:
+    rows = await pool.fetch(
+        f"SELECT {_INSTANCE_COLUMNS} FROM dicom_image_meta"
+        f" WHERE tenant_id = $1 AND study_uid = $2 {_ORDER}",
+        tenant,
+        study_uid,
+    )
+    return [tuple(r) for r in rows]
+
+
+async def instance(
+    pool: asyncpg.Pool, tenant: str, study_uid: str, series_uid: str, sop_uid: str
+) -> asyncpg.Record | None:
+    return await pool.fetchrow(
+        "SELECT study_uid, series_uid, sop_uid, file_path, transfer_syntax_uid, sop_class_uid,"
+        " number_of_frames, file_size FROM dicom_image_meta"
+        " WHERE tenant_id = $1 AND study_uid = $2 AND series_uid = $3 AND sop_uid = $4",
+        tenant,
+        study_uid,
+        series_uid,
+        sop_uid,
+    )
+
+
+async def study_series(pool: asyncpg.Pool, tenant: str, study_uid: str) -> list[str]:
+    rows = await pool.fetch(
+        "SELECT series_uid FROM dicom_state_meta WHERE tenant_id = $1 AND study_uid = $2"
+        " ORDER BY series_number NULLS LAST, series_uid",
+        tenant,
+        study_uid,
+    )
+    return [r["series_uid"] for r in rows]
+
+
+async def fresh_metadata_key(
+    pool: asyncpg.Pool, tenant: str, study_uid: str, series_uid: str
+) -> str | None:
+    """An instance key of the series when its precomputed metadata is current, else None."""
+    return await pool.fetchval(
+        "SELECT i.file_path FROM dicom_json_meta j"
+        " JOIN dicom_state_meta s USING (tenant_id, study_uid, series_uid)"
+        " JOIN LATERAL (SELECT file_path FROM dicom_image_meta i WHERE i.tenant_id = j.tenant_id"
+        "   AND i.study_uid = j.study_uid AND i.series_uid = j.series_uid LIMIT 1) i ON true"
+        " WHERE j.tenant_id = $1 AND j.study_uid = $2 AND j.series_uid = $3"
+        " AND j.json_status = 'ok' AND s.series_state = 'stable'"
+        " AND j.flag_time >= s.last_received_time",
+        tenant,
+        study_uid,
+        series_uid,
+    )

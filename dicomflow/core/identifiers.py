@@ -19,7 +19,7 @@ def is_valid_uid(value: object) -> bool:
 
 def validate_uid(value: object, name: str = "UID") -> str:
     if not is_valid_uid(value):
-        raise InvalidIdentifier(f"{name} {value!r} is not a valid DICOM UID")
+        raise InvalidIdentifier(f"{name} is not a valid DICOM UID: {value!r}")
     return str(value)
 
 

@@ -44,6 +44,14 @@ class SeriesLocation:
         """Key of the series metadata (DICOM JSON) under the JSON root."""
         return f"{self.prefix}.json"
 
+    @classmethod
+    def of_instance_key(cls, key: str) -> "SeriesLocation":
+        """The series location of an instance key made by `instance_key` (validated again)."""
+        parts = key.split("/")
+        if len(parts) != 5 or not parts[4].endswith(".dcm"):
+            raise InvalidIdentifier(f"{key!r} is not an instance key")
+        return cls(*parts[:4])
+
 
 def study_date_folder(value: object) -> str:
     """The StudyDate as a YYYYMMDD folder name, or `00000000` when absent or malformed."""

@@ -10,17 +10,18 @@ from dicomflow.ingest.store import CANNOT_UNDERSTAND, InstanceStore, Origin, Rej
 
 log = logging.getLogger(__name__)
 
-CALLED_AE_NOT_RECOGNISED = (0x01, 0x01, 0x07)
-
 
 def handle_requested(event: evt.Event, settings: Settings) -> None:
-    """Select the tenant from the called AE title; reject the association for an unknown one."""
+    """Select the tenant from the called AE title.
+
+    A known title becomes the acceptor's; an unknown one is left to pynetdicom's own
+    called-AE check (`require_called_aet`), which rejects it with "called AE not recognised".
+    """
     called = event.assoc.requestor.primitive.called_ae_title.strip()
-    if called not in settings.tenant_by_called_ae:
+    if called in settings.tenant_by_called_ae:
+        event.assoc.acceptor.ae_title = called
+    else:
         log.warning("rejecting an association for unknown called AE title %r", called)
-        event.assoc.acse.send_reject(*CALLED_AE_NOT_RECOGNISED)
-        return
-    event.assoc.acceptor.ae_title = called
 
 
 def handle_store(event: evt.Event, settings: Settings, store: InstanceStore) -> Dataset | int:

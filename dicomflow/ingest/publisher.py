@@ -72,7 +72,10 @@ class EventPublisher:
         producer = AIOKafkaProducer(
             bootstrap_servers=self._settings.kafka_servers,
             acks="all",
-            enable_idempotence=True,
+            # Not idempotent: aiokafka never expires an idempotent producer's batches, so a
+            # send to an unreachable broker would never fail over to the outbox. One batch in
+            # flight per partition keeps the order; consumers are idempotent.
+            enable_idempotence=False,
             linger_ms=2,
             request_timeout_ms=self._settings.publish_timeout_ms,
             client_id=f"dicomflow-scp-{self._settings.node_id}",

@@ -4,7 +4,13 @@ import logging
 import signal
 import threading
 
-from pydicom.uid import AllTransferSyntaxes
+from pydicom.uid import (
+    AllTransferSyntaxes,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
 from pynetdicom import AE, AllStoragePresentationContexts, evt
 from pynetdicom.sop_class import Verification
 
@@ -15,6 +21,25 @@ from dicomflow.ingest.publisher import EventPublisher
 from dicomflow.ingest.store import InstanceStore
 
 log = logging.getLogger(__name__)
+
+
+NATIVE_PREFERENCE = [
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ImplicitVRLittleEndian,
+]
+
+
+def accepted_transfer_syntaxes() -> list[str]:
+    """Every transfer syntax, in the order pynetdicom picks from a proposed context.
+
+    Compressed syntaxes come first so that an instance arrives as the modality encoded it
+    (no transcoding by the sender), then Explicit VR Little Endian before Big Endian and
+    Implicit VR, so a sender is never asked to change byte order or lose VRs.
+    """
+    encapsulated = [uid for uid in AllTransferSyntaxes if uid not in NATIVE_PREFERENCE]
+    return [*encapsulated, *NATIVE_PREFERENCE]
 
 
 def build_ae(settings: Settings) -> AE:
@@ -28,7 +53,7 @@ def build_ae(settings: Settings) -> AE:
     ae.require_calling_aet = settings.allowed_calling_aes
     ae.add_supported_context(Verification)
     for context in AllStoragePresentationContexts:
-        ae.add_supported_context(context.abstract_syntax, AllTransferSyntaxes)
+        ae.add_supported_context(context.abstract_syntax, accepted_transfer_syntaxes())
     return ae
 
 

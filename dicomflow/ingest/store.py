@@ -2,11 +2,14 @@
 
 import io
 import logging
+import struct
 import uuid
 from dataclasses import dataclass
 
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from dicomflow.core.identifiers import InvalidIdentifier, validate_uid
 from dicomflow.core.metrics import BYTES_RECEIVED, INSTANCES_RECEIVED, REJECTIONS
@@ -22,6 +25,8 @@ log = logging.getLogger(__name__)
 OUT_OF_RESOURCES = 0xA700
 DATASET_MISMATCH = 0xA900
 CANNOT_UNDERSTAND = 0xC000
+UNDEFINED_LENGTH = 0xFFFFFFFF
+SEQUENCE_DELIMITERS = (b"\xfe\xff\xdd\xe0\x00\x00\x00\x00", b"\xff\xfe\xe0\xdd\x00\x00\x00\x00")
 
 
 class Rejected(Exception):
@@ -101,15 +106,50 @@ class InstanceStore:
 
 
 def _parse(part10: bytes) -> Dataset:
+    """Walk the whole data set (values of large elements are skipped, not read) and check it
+    is complete; return it as the header."""
     try:
         header = read_header(io.BytesIO(part10))
-    except (InvalidDicomError, EOFError, ValueError, KeyError, TypeError, OSError) as exc:
+    except (
+        InvalidDicomError,
+        EOFError,
+        ValueError,
+        KeyError,
+        TypeError,
+        OSError,
+        struct.error,
+    ) as exc:
         raise Rejected(
             CANNOT_UNDERSTAND, "unparsable", f"cannot parse the data set: {exc}"
         ) from exc
     if "TransferSyntaxUID" not in header.file_meta:
         raise Rejected(CANNOT_UNDERSTAND, "unparsable", "no transfer syntax in the file meta")
+    if header.file_meta.TransferSyntaxUID != DeflatedExplicitVRLittleEndian:
+        _check_complete(header, part10)
     return header
+
+
+def _check_complete(header: Dataset, part10: bytes) -> None:
+    """A truncated data set loses its last element: it must end exactly where the data ends.
+
+    pydicom tolerates truncation while parsing; this checks the last element's extent
+    (one of undefined length must end with the sequence delimitation item).
+    """
+    if not header:
+        raise Rejected(CANNOT_UNDERSTAND, "unparsable", "the data set is empty")
+    _, last = max(header.items(), key=lambda item: item[0])
+    if not isinstance(last, RawDataElement) or last.value_tell is None:
+        return
+    if last.length == UNDEFINED_LENGTH:
+        complete = part10.endswith(SEQUENCE_DELIMITERS)
+    else:
+        complete = last.value_tell + last.length == len(part10)
+    if not complete:
+        raise Rejected(
+            CANNOT_UNDERSTAND,
+            "truncated",
+            f"the data set is truncated in element {last.tag}",
+        )
 
 
 def _validate(

@@ -3,6 +3,7 @@
 import asyncio
 import logging
 
+from dicomflow.core.cache import series_metadata_key
 from dicomflow.streams.app import app
 from dicomflow.streams.progress import (
     instance_key,
@@ -14,6 +15,7 @@ from dicomflow.streams.resources import resources
 from dicomflow.streams.state import send_state
 from dicomflow.streams.topics import image_topic, log_topic, storage_topic
 from dicomflow.tables.extract import image_record, read_header
+from dicomflow.tables.records import StorageEvent
 
 log = logging.getLogger(__name__)
 
@@ -40,5 +42,16 @@ async def fan_out(stream):  # type: ignore[no-untyped-def]
             instances_seen[seen_key] = event.created_time
         progress, announce = record_instance(series_progress.get(key), event, is_new)
         series_progress[key] = progress
+        await forget_cached_metadata(event)
         if announce:
             await send_state(key, header, progress)
+
+
+async def forget_cached_metadata(event: StorageEvent) -> None:
+    """A series that changed must not be served from its cached metadata."""
+    try:
+        await resources().redis.delete(
+            series_metadata_key(event.tenant_id, event.study_uid, event.series_uid)
+        )
+    except Exception as exc:  # Redis is a cache: the API checks freshness in PostgreSQL too
+        log.warning("could not invalidate the cached metadata of %s: %s", event.series_uid, exc)

@@ -12,6 +12,7 @@ AGENT_MODULES = (
     "dicomflow.streams.fanout",
     "dicomflow.streams.stability",
     "dicomflow.streams.indexers",
+    "dicomflow.streams.metadata",
 )
 
 

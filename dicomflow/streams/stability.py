@@ -1,6 +1,7 @@
 """Series stability: a timer finds quiet series; the agent on their partition marks them stable."""
 
 import asyncio
+import logging
 import time
 
 from dicomflow.streams.app import app
@@ -9,6 +10,8 @@ from dicomflow.streams.progress import is_quiet, mark_stable, series_progress
 from dicomflow.streams.resources import resources
 from dicomflow.streams.state import send_state
 from dicomflow.streams.topics import SeriesSignal, series_check_topic, series_stable_topic
+
+log = logging.getLogger(__name__)
 
 CHECK_INTERVAL = 1.0
 _requested: dict[str, float] = {}
@@ -37,6 +40,12 @@ async def mark_quiet_series_stable(stream):  # type: ignore[no-untyped-def]
             continue
         progress = mark_stable(progress)
         series_progress[key] = progress
-        header = await asyncio.to_thread(load_header, progress.last_event.file_path)
+        try:
+            header = await asyncio.to_thread(load_header, progress.last_event.file_path)
+        except (OSError, ValueError) as exc:
+            log.error("cannot read %s: %s", progress.last_event.file_path, exc)
+            continue
         await send_state(key, header, progress)
-        await series_stable_topic.send(key=key, value=SeriesSignal(series_key=key))
+        await series_stable_topic.send(
+            key=key, value=SeriesSignal(series_key=key, expected_instances=progress.instances)
+        )

@@ -11,6 +11,7 @@ class SeriesSignal(faust.Record, serializer="json"):
     """Internal: re-check a series for stability / announce that it became stable."""
 
     series_key: str
+    expected_instances: int = 0
 
 
 storage_topic = app.topic(topics.STORAGE_QUEUE, key_type=str, value_type=StorageEvent)

@@ -1,6 +1,7 @@
 """The one place that turns a DICOM header into the records of every topic."""
 
 import datetime as dt
+import math
 from collections.abc import Iterable
 from typing import Any, BinaryIO
 
@@ -10,14 +11,19 @@ from pydicom.multival import MultiValue
 
 from dicomflow.core.hashing import uid_hash
 from dicomflow.core.metrics import VALUES_TRUNCATED
+from dicomflow.core.storage import study_date_folder
 from dicomflow.tables.records import WIDTHS, ImageRecord, StateRecord, StorageEvent
 
 MISSING_PATIENT_ID = ""
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+
+
+HEADER_DEFER_SIZE = 4096
 
 
 def read_header(source: str | BinaryIO) -> Dataset:
-    """Parse a Part-10 file up to, not including, its pixel data."""
-    return pydicom.dcmread(source, stop_before_pixels=True)
+    """Parse a Part-10 file's elements; values over 4 KiB (pixel data...) are skipped, not read."""
+    return pydicom.dcmread(source, defer_size=HEADER_DEFER_SIZE)
 
 
 def now_text() -> str:
@@ -60,19 +66,23 @@ def _date(ds: Dataset, keyword: str) -> str | None:
 
 
 def _int(ds: Dataset, keyword: str) -> int | None:
+    """An integer that fits a 32-bit column, else None."""
     value = _first(_value(ds, keyword))
     try:
-        return None if value is None else int(value)
+        number = None if value is None else int(value)
     except (TypeError, ValueError):
         return None
+    return number if number is not None and INT32_MIN <= number <= INT32_MAX else None
 
 
 def _float(ds: Dataset, keyword: str) -> float | None:
+    """A finite number, else None (JSON has no NaN or infinity)."""
     value = _first(_value(ds, keyword))
     try:
-        return None if value is None else float(value)
+        number = None if value is None else float(value)
     except (TypeError, ValueError):
         return None
+    return number if number is not None and math.isfinite(number) else None
 
 
 def _first(value: Any) -> Any:
@@ -185,7 +195,7 @@ def state_record(
         series_uid=event.series_uid,
         study_uid_hash=event.study_uid_hash,
         series_uid_hash=event.series_uid_hash,
-        study_date_origin=fit("study_date_origin", ds.get("StudyDate")) or "",
+        study_date_origin=study_date_folder(ds.get("StudyDate")),
         patient_id=event.patient_id,
         patient_name=_text(ds, "patient_name", "PatientName"),
         patient_birth_date=_date(ds, "PatientBirthDate"),

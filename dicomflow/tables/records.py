@@ -7,7 +7,7 @@ Dates are `YYYY-MM-DD`, datetimes `YYYY-MM-DD HH:MM:SS[.ffffff]`, absent values 
 import faust
 
 
-class StorageEvent(faust.Record, serializer="json"):
+class StorageEvent(faust.Record, serializer="json", include_metadata=False):
     """One stored instance (`storage_queue`, and `log_queue` as `dicom_object_meta`)."""
 
     trace_id: str
@@ -32,7 +32,7 @@ class StorageEvent(faust.Record, serializer="json"):
     created_time: str
 
 
-class StateRecord(faust.Record, serializer="json"):
+class StateRecord(faust.Record, serializer="json", include_metadata=False):
     """The state of one series with its patient and study (`dicom_state_queue`)."""
 
     tenant_id: str
@@ -67,7 +67,7 @@ class StateRecord(faust.Record, serializer="json"):
     updated_time: str
 
 
-class ImageRecord(faust.Record, serializer="json"):
+class ImageRecord(faust.Record, serializer="json", include_metadata=False):
     """One instance's image attributes (`dicom_image_queue`, the `dicom_image_meta` columns)."""
 
     tenant_id: str
@@ -107,7 +107,7 @@ class ImageRecord(faust.Record, serializer="json"):
     indexed_time: str
 
 
-class AccessLogRecord(faust.Record, serializer="json"):
+class AccessLogRecord(faust.Record, serializer="json", include_metadata=False):
     """One DICOMweb request (`access_log_queue`, the `wado_access_log` columns)."""
 
     log_time: str

@@ -1,0 +1,105 @@
+"""The "webworker" job: when a series becomes stable, write its DICOM JSON metadata.
+
+The file goes to `{json_root}/{tenant}/{date}/{study}/{series}.json` atomically; the outcome
+is recorded in `dicom_json_meta`; the Redis entry the API reads is refreshed.
+"""
+
+import asyncio
+import logging
+
+from dicomflow.core.cache import SERIES_METADATA_TTL, series_metadata_key
+from dicomflow.core.series_metadata import build_series_metadata
+from dicomflow.core.storage import SeriesLocation
+from dicomflow.streams.app import app
+from dicomflow.streams.progress import series_progress
+from dicomflow.streams.resources import Resources, resources
+from dicomflow.streams.topics import SeriesSignal, series_stable_topic
+from dicomflow.tables.records import StorageEvent
+
+log = logging.getLogger(__name__)
+
+OK = "ok"
+FAILED = "failed"
+FIRST_RETRY_SECONDS = 0.5
+
+
+class IncompleteSeries(Exception):
+    """The instance index does not hold every instance of the series yet."""
+
+
+@app.agent(series_stable_topic)
+async def write_series_metadata(stream):  # type: ignore[no-untyped-def]
+    async for key, signal in stream.items():
+        progress = series_progress.get(key)
+        if progress is None:
+            continue
+        await generate_with_retries(resources(), progress.last_event, signal)
+
+
+async def generate_with_retries(res: Resources, event: StorageEvent, signal: SeriesSignal) -> None:
+    """Generate the series metadata, retrying with backoff up to the configured limit."""
+    limit = res.settings.metadata_retry_limit
+    for attempt in range(limit + 1):
+        try:
+            await generate(res, event, signal.expected_instances)
+            await record_outcome(res, event, OK, attempt)
+            return
+        except (IncompleteSeries, OSError, ValueError) as exc:
+            log.warning(
+                "series metadata for %s failed (attempt %d): %s",
+                signal.series_key,
+                attempt + 1,
+                exc,
+            )
+            if attempt == limit:
+                await record_outcome(res, event, FAILED, attempt)
+                return
+            await asyncio.sleep(FIRST_RETRY_SECONDS * 2**attempt)
+
+
+async def generate(res: Resources, event: StorageEvent, expected_instances: int) -> None:
+    pool = await res.pool()
+    rows = await pool.fetch(
+        "SELECT study_uid, series_uid, sop_uid, file_path FROM dicom_image_meta"
+        " WHERE tenant_id = $1 AND study_uid = $2 AND series_uid = $3"
+        " ORDER BY instance_number NULLS LAST, sop_uid",
+        event.tenant_id,
+        event.study_uid,
+        event.series_uid,
+    )
+    if len(rows) < expected_instances:
+        raise IncompleteSeries(f"{len(rows)} of {expected_instances} instances indexed")
+    body = await asyncio.to_thread(
+        build_series_metadata, res.storage, event.tenant_id, [tuple(r) for r in rows]
+    )
+    location = SeriesLocation.of_instance_key(event.file_path)
+    await asyncio.to_thread(res.json_storage.write_atomic, location.metadata_key, [body])
+    try:
+        await res.redis.set(
+            series_metadata_key(event.tenant_id, event.study_uid, event.series_uid),
+            body,
+            ex=SERIES_METADATA_TTL,
+        )
+    except Exception as exc:  # Redis is a cache: the API falls back to the file
+        log.warning("could not refresh the Redis entry of %s: %s", event.series_uid, exc)
+
+
+async def record_outcome(res: Resources, event: StorageEvent, status: str, attempt: int) -> None:
+    pool = await res.pool()
+    await pool.execute(
+        "INSERT INTO dicom_json_meta (tenant_id, study_uid, series_uid, study_uid_hash,"
+        " series_uid_hash, study_date_origin, flag_time, created_time, json_status, retry_times)"
+        " VALUES ($1, $2, $3, $4, $5, $6, now() AT TIME ZONE 'UTC', now() AT TIME ZONE 'UTC',"
+        " $7, $8)"
+        " ON CONFLICT (tenant_id, study_uid, series_uid) DO UPDATE SET"
+        " flag_time = EXCLUDED.flag_time, json_status = EXCLUDED.json_status,"
+        " retry_times = EXCLUDED.retry_times, study_date_origin = EXCLUDED.study_date_origin",
+        event.tenant_id,
+        event.study_uid,
+        event.series_uid,
+        event.study_uid_hash,
+        event.series_uid_hash,
+        SeriesLocation.of_instance_key(event.file_path).study_date,
+        status,
+        attempt,
+    )
