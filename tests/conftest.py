@@ -18,19 +18,23 @@ from dicomflow.core.settings import Settings
 from tests.services import RunningServices, start_services
 
 ROOT = Path(__file__).resolve().parents[1]
-TEST_STATE = ROOT / ".stack" / "test"
 OUTPUT = ROOT / "test-output"
+
+# Several test runs can share a machine: each offset gets its own ports and state directory.
+PORT_OFFSET = int(os.environ.get("DICOMFLOW_TEST_PORT_OFFSET", "0"))
+TEST_STATE = ROOT / ".stack" / f"test{PORT_OFFSET or ''}"
 
 TEST_ENV = {
     "DICOMFLOW_STATE_DIR": str(TEST_STATE),
-    "DICOMFLOW_KAFKA_PORT": "29092",
-    "DICOMFLOW_KAFKA_CONTROLLER_PORT": "29093",
-    "DICOMFLOW_POSTGRES_PORT": "54339",
-    "DICOMFLOW_REDIS_PORT": "63809",
-    "DICOMFLOW_MARIADB_PORT": "33079",
-    "DICOMFLOW_SCP_PORT": "21112",
-    "DICOMFLOW_API_PORT": "28080",
+    "DICOMFLOW_KAFKA_PORT": str(29092 + PORT_OFFSET),
+    "DICOMFLOW_KAFKA_CONTROLLER_PORT": str(29093 + PORT_OFFSET),
+    "DICOMFLOW_POSTGRES_PORT": str(54339 + PORT_OFFSET),
+    "DICOMFLOW_REDIS_PORT": str(63809 + PORT_OFFSET),
+    "DICOMFLOW_MARIADB_PORT": str(33079 + PORT_OFFSET),
+    "DICOMFLOW_SCP_PORT": str(21112 + PORT_OFFSET),
+    "DICOMFLOW_API_PORT": str(28080 + PORT_OFFSET),
     "DICOMFLOW_SERIES_STABLE_SECONDS": "2",
+    "DICOMFLOW_WORKER_STUCK_SECONDS": "10",
     "TCP_NODELAY": "1",
 }
 
@@ -54,8 +58,16 @@ def base_env() -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def stack(base_env: dict[str, str]) -> Iterator[Settings]:
-    """The local stack, started with `dicomflow stack up`; stops only what it started."""
+    """The local stack, started with `dicomflow stack up`; stops only what it started.
+
+    A stack that is not running starts from empty data, so no run sees an earlier one's.
+    """
     os.environ.update(TEST_ENV)
+    status = _dicomflow("stack", "status", env=base_env)
+    assert status.returncode == 0, status.stderr
+    if "running" not in status.stdout:
+        shutil.rmtree(TEST_STATE / "services", ignore_errors=True)
+        shutil.rmtree(TEST_STATE / "faust", ignore_errors=True)
     result = _dicomflow("stack", "up", env=base_env)
     assert result.returncode == 0, f"stack up failed:\n{result.stdout}\n{result.stderr}"
     started = result.stdout.strip().removeprefix("started: ")
@@ -92,6 +104,13 @@ def system(
 def uid_root() -> str:
     """A UID prefix unique to one test, so tests never see each other's instances."""
     return f"2.25.{uuid.uuid4().int}"[:40]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Temporary files per port offset: pytest's shared numbered directories are pruned by
+    any other run on the machine, which would delete a running system's storage."""
+    if config.option.basetemp is None:
+        config.option.basetemp = str(TEST_STATE / "tmp")
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

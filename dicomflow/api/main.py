@@ -10,7 +10,7 @@ from aiokafka import AIOKafkaClient
 from aiokafka.errors import KafkaError
 from fastapi import APIRouter, FastAPI
 
-from dicomflow.api.routes import health, wado
+from dicomflow.api.routes import health, qido, wado
 from dicomflow.api.state import ApiState
 from dicomflow.core.db import create_pool
 from dicomflow.core.settings import Settings
@@ -44,6 +44,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(health.router)
     dicomweb = APIRouter()
     dicomweb.include_router(wado.router)
+    dicomweb.include_router(qido.router)
     app.include_router(dicomweb, prefix=DICOMWEB_PREFIX)
     app.include_router(dicomweb, prefix="/tenants/{tenant}" + DICOMWEB_PREFIX)
     return app

@@ -72,3 +72,25 @@ async def fresh_metadata_key(
         study_uid,
         series_uid,
     )
+
+
+async def retrievable_instances(
+    pool: asyncpg.Pool,
+    tenant: str,
+    study_uid: str,
+    series_uid: str | None = None,
+    *,
+    images_only: bool = False,
+) -> list[asyncpg.Record]:
+    """`sop_uid, file_path, transfer_syntax_uid, number_of_frames` of a study or series' instances.
+
+    In series then instance-number order; `images_only` keeps instances with pixel data (Rows).
+    """
+    args = [tenant, study_uid] if series_uid is None else [tenant, study_uid, series_uid]
+    series_clause = "" if series_uid is None else " AND series_uid = $3"
+    images_clause = " AND rows IS NOT NULL" if images_only else ""
+    return await pool.fetch(
+        "SELECT sop_uid, file_path, transfer_syntax_uid, number_of_frames FROM dicom_image_meta"
+        f" WHERE tenant_id = $1 AND study_uid = $2{series_clause}{images_clause} {_ORDER}",
+        *args,
+    )

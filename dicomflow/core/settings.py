@@ -38,6 +38,8 @@ class Settings(BaseSettings):
 
     api_host: str = "127.0.0.1"
     api_port: int = 8080
+    qido_max_limit: int = Field(1000, description="Most results one QIDO-RS response returns.")
+    qido_default_limit: int = Field(100, description="QIDO-RS results when no limit is given.")
 
     kafka_bootstrap: str | None = Field(None, description="External broker; unset starts one.")
     postgres_dsn: str | None = Field(None, description="External PostgreSQL; unset starts one.")
@@ -55,6 +57,12 @@ class Settings(BaseSettings):
     series_stable_seconds: float = 10.0
     table_store: str = Field("memory://", description="Faust table store (changelog in Kafka).")
     metadata_retry_limit: int = 5
+    worker_stuck_seconds: float = Field(
+        30.0, description="A partition whose commit is stuck this long is read again."
+    )
+    worker_session_timeout: float = Field(
+        10.0, description="Seconds before Kafka gives a dead worker's partitions to another."
+    )
     node_id: str = "node-1"
 
     @field_validator("default_tenant")

@@ -19,6 +19,8 @@ def configure(settings: Settings) -> faust.App:
             "producer_acks": -1,
             "consumer_auto_offset_reset": "earliest",
             "broker_commit_interval": 1.0,
+            "broker_session_timeout": settings.worker_session_timeout,
+            "broker_heartbeat_interval": settings.worker_session_timeout / 4,
             "web_enabled": False,
             "datadir": str((settings.state_dir / "faust").resolve()),
         },

@@ -13,6 +13,7 @@ AGENT_MODULES = (
     "dicomflow.streams.stability",
     "dicomflow.streams.indexers",
     "dicomflow.streams.metadata",
+    "dicomflow.streams.watchdog",
 )
 
 

@@ -33,28 +33,38 @@ async def write_series_metadata(stream):  # type: ignore[no-untyped-def]
         progress = series_progress.get(key)
         if progress is None:
             continue
-        await generate_with_retries(resources(), progress.last_event, signal)
+        await generate_or_retry_later(resources(), progress.last_event, signal)
 
 
-async def generate_with_retries(res: Resources, event: StorageEvent, signal: SeriesSignal) -> None:
-    """Generate the series metadata, retrying with backoff up to the configured limit."""
-    limit = res.settings.metadata_retry_limit
-    for attempt in range(limit + 1):
-        try:
-            await generate(res, event, signal.expected_instances)
-            await record_outcome(res, event, OK, attempt)
-            return
-        except (IncompleteSeries, OSError, ValueError) as exc:
-            log.warning(
-                "series metadata for %s failed (attempt %d): %s",
-                signal.series_key,
-                attempt + 1,
-                exc,
+async def generate_or_retry_later(
+    res: Resources, event: StorageEvent, signal: SeriesSignal
+) -> None:
+    """Generate the series metadata; on failure record it and retry later with backoff.
+
+    A retry is a new signal sent after a delay, so one failing series never holds up the
+    others on its partition; after `metadata_retry_limit` retries the series stays failed.
+    """
+    try:
+        await generate(res, event, signal.expected_instances)
+    except (IncompleteSeries, OSError, ValueError) as exc:
+        log.warning(
+            "series metadata for %s failed (attempt %d): %s",
+            signal.series_key,
+            signal.attempt + 1,
+            exc,
+        )
+        await record_outcome(res, event, FAILED, signal.attempt)
+        if signal.attempt < res.settings.metadata_retry_limit:
+            delay = FIRST_RETRY_SECONDS * 2**signal.attempt
+            retry = signal.derive(attempt=signal.attempt + 1)
+            asyncio.get_running_loop().call_later(
+                delay,
+                lambda: asyncio.ensure_future(
+                    series_stable_topic.send(key=signal.series_key, value=retry)
+                ),
             )
-            if attempt == limit:
-                await record_outcome(res, event, FAILED, attempt)
-                return
-            await asyncio.sleep(FIRST_RETRY_SECONDS * 2**attempt)
+        return
+    await record_outcome(res, event, OK, signal.attempt)
 
 
 async def generate(res: Resources, event: StorageEvent, expected_instances: int) -> None:

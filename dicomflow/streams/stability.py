@@ -6,7 +6,7 @@ import time
 
 from dicomflow.streams.app import app
 from dicomflow.streams.fanout import load_header
-from dicomflow.streams.progress import is_quiet, mark_stable, series_progress
+from dicomflow.streams.progress import SeriesProgress, is_quiet, mark_stable, series_progress
 from dicomflow.streams.resources import resources
 from dicomflow.streams.state import send_state
 from dicomflow.streams.topics import SeriesSignal, series_check_topic, series_stable_topic
@@ -14,7 +14,9 @@ from dicomflow.streams.topics import SeriesSignal, series_check_topic, series_st
 log = logging.getLogger(__name__)
 
 CHECK_INTERVAL = 1.0
+MAX_DEFERRALS = 10
 _requested: dict[str, float] = {}
+_deferrals: dict[str, int] = {}
 
 
 @app.timer(CHECK_INTERVAL)
@@ -31,6 +33,23 @@ async def find_quiet_series() -> None:
         await series_check_topic.send(key=key, value=SeriesSignal(series_key=key))
 
 
+async def indexed_instances(progress: SeriesProgress) -> int:
+    """The series' instance count in PostgreSQL: exact, whatever a crash did to the tables.
+
+    The tables count distinct instances as they arrive; PostgreSQL rows are keyed by
+    identity, so once the indexer has caught up their count is the truth.
+    """
+    event = progress.last_event
+    pool = await resources().pool()
+    return await pool.fetchval(
+        "SELECT count(*) FROM dicom_image_meta"
+        " WHERE tenant_id = $1 AND study_uid = $2 AND series_uid = $3",
+        event.tenant_id,
+        event.study_uid,
+        event.series_uid,
+    )
+
+
 @app.agent(series_check_topic)
 async def mark_quiet_series_stable(stream):  # type: ignore[no-untyped-def]
     async for key, _signal in stream.items():
@@ -38,7 +57,12 @@ async def mark_quiet_series_stable(stream):  # type: ignore[no-untyped-def]
         progress = series_progress.get(key)
         if progress is None or not is_quiet(progress, resources().settings.series_stable_seconds):
             continue
-        progress = mark_stable(progress)
+        indexed = await indexed_instances(progress)
+        if indexed < progress.instances and _deferrals.get(key, 0) < MAX_DEFERRALS:
+            _deferrals[key] = _deferrals.get(key, 0) + 1
+            continue  # the instance index is catching up: the timer asks again
+        _deferrals.pop(key, None)
+        progress = mark_stable(progress.derive(instances=indexed))
         series_progress[key] = progress
         try:
             header = await asyncio.to_thread(load_header, progress.last_event.file_path)

@@ -12,6 +12,7 @@ class SeriesSignal(faust.Record, serializer="json"):
 
     series_key: str
     expected_instances: int = 0
+    attempt: int = 0
 
 
 storage_topic = app.topic(topics.STORAGE_QUEUE, key_type=str, value_type=StorageEvent)

@@ -1,18 +1,47 @@
-"""WADO-RS (PS3.18 10.4): metadata of studies, series and instances."""
+"""WADO-RS (PS3.18 10.4): instances, metadata, frames and bulk data; rendered in `rendered`.
+
+Every lookup is by (tenant, UIDs); files are streamed or transcoded one instance at a time.
+"""
 
 import asyncio
+from collections.abc import AsyncIterator, Callable, Sequence
 
+import asyncpg
 from fastapi import APIRouter, HTTPException
-from fastapi.responses import Response
+from fastapi.responses import Response, StreamingResponse
+from pydicom.uid import ExplicitVRLittleEndian
 
 from dicomflow.api import queries
+from dicomflow.api.bulkdata import bulk_value, parse_path
 from dicomflow.api.deps import InstanceUID, SeriesUID, State, StudyUID, Tenant
 from dicomflow.api.metadata import series_metadata
+from dicomflow.api.multipart import Part
+from dicomflow.api.negotiation import Choice, choose_frame_media
+from dicomflow.api.pixels import PIXEL_DATA, StoredPixels
+from dicomflow.api.retrieve import (
+    StoredInstance,
+    choose_for_instances,
+    frame_parts,
+    instance_parts,
+    multipart_response,
+    open_stored_pixels,
+    parse_frame_list,
+    pixel_data_parts,
+    read_stored_header,
+    single_part,
+)
+from dicomflow.api.routes import rendered
+from dicomflow.api.routes.wado_common import Accept, http_errors, instance_key, parse_or_400
+from dicomflow.api.transcode import as_stored_only, can_transcode
 from dicomflow.core.series_metadata import build_series_metadata
 
 DICOM_JSON = "application/dicom+json"
+INSTANCE = "/studies/{study}/series/{series}/instances/{instance}"
+
+PartsOf = Callable[[StoredPixels, Choice], AsyncIterator[Part]]
 
 router = APIRouter(tags=["WADO-RS"])
+router.include_router(rendered.router)
 
 
 @router.get("/studies/{study}/metadata")
@@ -35,7 +64,7 @@ async def series_metadata_route(
     return Response(body, media_type=DICOM_JSON)
 
 
-@router.get("/studies/{study}/series/{series}/instances/{instance}/metadata")
+@router.get(INSTANCE + "/metadata")
 async def instance_metadata(
     state: State, tenant: Tenant, study: StudyUID, series: SeriesUID, instance: InstanceUID
 ) -> Response:
@@ -46,3 +75,104 @@ async def instance_metadata(
         build_series_metadata, state.storage, tenant, [(study, series, instance, row["file_path"])]
     )
     return Response(body, media_type=DICOM_JSON)
+
+
+@router.get("/studies/{study}")
+async def retrieve_study(
+    state: State, tenant: Tenant, study: StudyUID, accept: Accept = None
+) -> StreamingResponse:
+    rows = await queries.retrievable_instances(state.pool, tenant, study)
+    if not rows:
+        raise HTTPException(404, f"study {study} not found")
+    return await _instances_response(state, rows, accept)
+
+
+@router.get("/studies/{study}/series/{series}")
+async def retrieve_series(
+    state: State, tenant: Tenant, study: StudyUID, series: SeriesUID, accept: Accept = None
+) -> StreamingResponse:
+    rows = await queries.retrievable_instances(state.pool, tenant, study, series)
+    if not rows:
+        raise HTTPException(404, f"series {series} of study {study} not found")
+    return await _instances_response(state, rows, accept)
+
+
+@router.get(INSTANCE)
+async def retrieve_instance(
+    state: State,
+    tenant: Tenant,
+    study: StudyUID,
+    series: SeriesUID,
+    instance: InstanceUID,
+    accept: Accept = None,
+) -> StreamingResponse:
+    row = await queries.instance(state.pool, tenant, study, series, instance)
+    if row is None:
+        raise HTTPException(404, f"instance {instance} not found")
+    return await _instances_response(state, [row], accept)
+
+
+@router.get(INSTANCE + "/frames/{frames}")
+async def retrieve_frames(
+    state: State,
+    tenant: Tenant,
+    study: StudyUID,
+    series: SeriesUID,
+    instance: InstanceUID,
+    frames: str,
+    accept: Accept = None,
+) -> StreamingResponse:
+    numbers = parse_or_400(parse_frame_list, frames)
+    key = await instance_key(state, tenant, study, series, instance)
+
+    def parts(pixels: StoredPixels, choice: Choice) -> AsyncIterator[Part]:
+        return frame_parts(pixels, [pixels.check_frame(n) for n in numbers], choice)
+
+    return await _pixels_response(state, key, accept, parts)
+
+
+@router.get(INSTANCE + "/bulkdata/{path:path}")
+async def retrieve_bulkdata(
+    state: State,
+    tenant: Tenant,
+    study: StudyUID,
+    series: SeriesUID,
+    instance: InstanceUID,
+    path: str,
+    accept: Accept = None,
+) -> StreamingResponse:
+    steps, tag = parse_or_400(parse_path, path)
+    key = await instance_key(state, tenant, study, series, instance)
+    if not steps and tag == PIXEL_DATA:
+        return await _pixels_response(state, key, accept, pixel_data_parts)
+    with http_errors():
+        ds = await asyncio.to_thread(read_stored_header, state.storage, key)
+        value = bulk_value(ds, steps, tag)
+        choice = choose_frame_media(accept, ExplicitVRLittleEndian, as_stored_only)
+        return await multipart_response(
+            single_part(Part(choice.part_content_type(), value)), choice
+        )
+
+
+async def _instances_response(
+    state: State, rows: Sequence[asyncpg.Record], accept: str | None
+) -> StreamingResponse:
+    instances = [StoredInstance(row["file_path"], row["transfer_syntax_uid"]) for row in rows]
+    with http_errors():
+        choices = choose_for_instances(accept, (i.transfer_syntax for i in instances))
+        parts = instance_parts(state.storage, instances, choices, accept)
+        return await multipart_response(parts, choices[instances[0].transfer_syntax])
+
+
+async def _pixels_response(
+    state: State, key: str, accept: str | None, parts_of: PartsOf
+) -> StreamingResponse:
+    """Negotiate frames or pixel data bulk data against the stored syntax, then stream them."""
+    with http_errors():
+        pixels = await asyncio.to_thread(open_stored_pixels, state.storage, key)
+        try:
+            choice = choose_frame_media(accept, pixels.syntax, can_transcode)
+            return await multipart_response(parts_of(pixels, choice), choice)
+        except BaseException:
+            pixels.fh.close()
+            raise

@@ -1,0 +1,65 @@
+"""Re-reads a partition whose committed offset is stuck behind unprocessed messages.
+
+Hand-written because Faust 0.15 can drop events it fetched while a rebalance or a table
+recovery was under way without acknowledging them: the committed offset then stays before
+them and they are processed only after the next restart. When a partition's committed offset
+has not moved for `worker_stuck_seconds` while messages wait, the worker seeks back to it;
+the events after it are processed again, which the idempotent writers absorb.
+"""
+
+import logging
+import time
+
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
+from faust.types import TP
+
+from dicomflow.core.topics import DICOM_IMAGE_QUEUE, DICOM_STATE_QUEUE, STORAGE_QUEUE
+from dicomflow.streams.app import app
+from dicomflow.streams.resources import resources
+
+log = logging.getLogger(__name__)
+
+WATCHED_TOPICS = {STORAGE_QUEUE, DICOM_STATE_QUEUE, DICOM_IMAGE_QUEUE}
+CHECK_INTERVAL = 5.0
+_unchanged_since: dict[TP, tuple[int, float]] = {}
+
+
+async def committed_offsets() -> dict[TP, int]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=resources().settings.kafka_servers)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(app.conf.id)
+    finally:
+        await admin.close()
+    return {TP(tp.topic, tp.partition): meta.offset for tp, meta in offsets.items()}
+
+
+@app.timer(CHECK_INTERVAL)
+async def reread_stuck_partitions() -> None:
+    stuck_seconds = resources().settings.worker_stuck_seconds
+    try:
+        committed = await committed_offsets()
+    except KafkaError as exc:
+        log.warning("cannot read the committed offsets: %s", exc)
+        return
+    now = time.monotonic()
+    for tp in app.consumer.assignment():
+        offset = committed.get(tp)
+        end = app.consumer.highwater(tp)
+        if tp.topic not in WATCHED_TOPICS or offset is None or end is None or end <= offset:
+            _unchanged_since.pop(tp, None)
+            continue
+        previous = _unchanged_since.get(tp)
+        if previous is None or previous[0] != offset:
+            _unchanged_since[tp] = (offset, now)
+        elif now - previous[1] >= stuck_seconds:
+            log.warning(
+                "%s: committed offset %d stuck for %.0fs below %d; reading again",
+                tp,
+                offset,
+                now - previous[1],
+                end,
+            )
+            await app.consumer.seek(tp, offset)
+            _unchanged_since[tp] = (offset, now)

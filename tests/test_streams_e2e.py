@@ -1,0 +1,205 @@
+"""The stream jobs end to end: counts, series metadata, a killed worker, character sets."""
+
+import asyncio
+import signal
+import threading
+from pathlib import Path
+
+import asyncpg
+import orjson
+import pydicom
+import pytest
+
+from dicomflow.core.settings import Settings
+from tests.dicom_factory import make_ct
+from tests.kafka_helpers import read_topic
+from tests.services import RunningServices, storescu, wait_for
+
+pytestmark = pytest.mark.e2e
+
+STUDIES, SERIES, INSTANCES = 3, 2, 20
+
+
+def make_load(directory: Path, uid_root: str) -> list[Path]:
+    """3 studies x 2 series x 20 instances under `uid_root`."""
+    paths = []
+    for study in range(1, STUDIES + 1):
+        for series in range(1, SERIES + 1):
+            for number in range(1, INSTANCES + 1):
+                path = directory / f"{study}-{series}-{number}.dcm"
+                make_ct(
+                    path,
+                    study_uid=f"{uid_root}.{study}",
+                    series_uid=f"{uid_root}.{study}.{series}",
+                    sop_uid=f"{uid_root}.{study}.{series}.{number}",
+                    instance_number=number,
+                    patient_id=f"P{uid_root[-8:]}-{study}",
+                )
+                paths.append(path)
+    return paths
+
+
+async def fetch(settings: Settings, query: str, *args: object) -> list[asyncpg.Record]:
+    connection = await asyncpg.connect(settings.postgres_url)
+    try:
+        return await connection.fetch(query, *args)
+    finally:
+        await connection.close()
+
+
+def series_rows(settings: Settings, uid_root: str) -> list[asyncpg.Record]:
+    return asyncio.run(
+        fetch(
+            settings,
+            "SELECT series_uid, series_related_instances, series_state FROM dicom_state_meta"
+            " WHERE tenant_id = 'default' AND study_uid LIKE $1 ORDER BY series_uid",
+            f"{uid_root}.%",
+        )
+    )
+
+
+def instance_count(settings: Settings, uid_root: str) -> int:
+    rows = asyncio.run(
+        fetch(
+            settings,
+            "SELECT count(*) AS n FROM dicom_image_meta"
+            " WHERE tenant_id = 'default' AND study_uid LIKE $1",
+            f"{uid_root}.%",
+        )
+    )
+    return rows[0]["n"]
+
+
+def all_stable(settings: Settings, uid_root: str) -> list[asyncpg.Record] | None:
+    rows = series_rows(settings, uid_root)
+    done = len(rows) == STUDIES * SERIES and all(
+        r["series_state"] == "stable" and r["series_related_instances"] == INSTANCES for r in rows
+    )
+    return rows if done else None
+
+
+def metadata_written(settings: Settings, uid_root: str) -> list[asyncpg.Record] | None:
+    rows = asyncio.run(
+        fetch(
+            settings,
+            "SELECT series_uid, json_status FROM dicom_json_meta"
+            " WHERE tenant_id = 'default' AND study_uid LIKE $1",
+            f"{uid_root}.%",
+        )
+    )
+    return rows if len(rows) == STUDIES * SERIES else None
+
+
+def expected_json(path: Path) -> dict:
+    return pydicom.dcmread(path).to_json_dict(
+        bulk_data_threshold=1024, bulk_data_element_handler=lambda _: "bulk"
+    )
+
+
+def assert_same_json(actual: dict, expected: dict) -> None:
+    assert actual.keys() == expected.keys()
+    for tag, element in expected.items():
+        if "BulkDataURI" in element:
+            assert actual[tag]["BulkDataURI"].endswith(f"/bulkdata/{tag}"), tag
+        else:
+            assert actual[tag] == element, tag
+
+
+def test_load_gives_exact_counts_and_series_metadata(
+    system: RunningServices, stack: Settings, tmp_path: Path, uid_root: str
+) -> None:
+    paths = make_load(tmp_path, uid_root)
+    result = storescu(system.scp_port, paths)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+    rows = wait_for(lambda: all_stable(stack, uid_root), 60, 0.5, what="6 stable series")
+    assert len(rows) == 6
+    assert instance_count(stack, uid_root) == 120
+
+    json_rows = wait_for(lambda: metadata_written(stack, uid_root), 60, 0.5, what="metadata")
+    assert {r["json_status"] for r in json_rows} == {"ok"}
+    json_files = sorted(Path(system.env["DICOMFLOW_JSON_ROOT"]).rglob(f"{uid_root}.*.json"))
+    assert len(json_files) == 6
+    for json_file in json_files:
+        series_uid = json_file.stem
+        instances = orjson.loads(json_file.read_bytes())
+        assert len(instances) == INSTANCES
+        by_sop = {i["00080018"]["Value"][0]: i for i in instances}
+        stored = sorted(json_file.parent.joinpath(series_uid).glob("*.dcm")) or sorted(
+            (system.storage_root / "default").rglob(f"{series_uid}/*.dcm")
+        )
+        assert len(stored) == INSTANCES
+        for path in stored:
+            assert_same_json(by_sop[path.stem], expected_json(path))
+
+    for topic in ("dicom_image_queue", "log_queue"):
+        messages = asyncio.run(
+            read_topic(stack, topic, lambda v: v["study_uid"].startswith(f"{uid_root}."), 120)
+        )
+        assert len(messages) == 120, topic
+        assert len({m[2]["sop_uid"] for m in messages}) == 120, topic
+
+
+def test_killed_worker_loses_and_duplicates_nothing(
+    system: RunningServices, stack: Settings, tmp_path: Path, uid_root: str
+) -> None:
+    paths = make_load(tmp_path, uid_root)
+    sender = threading.Thread(target=storescu, args=(system.scp_port, paths))
+    sender.start()
+    wait_for(lambda: instance_count(stack, uid_root) >= 30, 60, 0.05, what="a third indexed")
+    system.stop("worker", sig=signal.SIGKILL)
+    sender.join()
+    system.start("worker")
+
+    rows = wait_for(lambda: all_stable(stack, uid_root), 120, 0.5, what="6 stable series")
+    assert [r["series_related_instances"] for r in rows] == [INSTANCES] * 6
+    assert instance_count(stack, uid_root) == 120
+    wait_for(lambda: metadata_written(stack, uid_root), 60, 0.5, what="metadata")
+
+
+@pytest.mark.parametrize(
+    ("character_set", "name", "encoded_by"),
+    [
+        ("ISO_IR 192", "山田^太郎=山田^太郎=やまだ^たろう", "utf-8"),
+        ("\\ISO 2022 IR 87", "Yamada^Tarou=山田^太郎=やまだ^たろう", "iso2022_jp"),
+        ("ISO_IR 100", "Müller^Jürgen", "latin_1"),
+        ("GB18030", "王^小东", "gb18030"),
+        ("\\ISO 2022 IR 149", "Hong^Gildong=洪^吉洞=홍^길동", "iso2022_kr"),
+    ],
+)
+def test_non_ascii_names_reach_postgres_and_kafka(
+    system: RunningServices,
+    stack: Settings,
+    tmp_path: Path,
+    uid_root: str,
+    character_set: str,
+    name: str,
+    encoded_by: str,
+) -> None:
+    path = tmp_path / "name.dcm"
+    make_ct(
+        path,
+        study_uid=f"{uid_root}.1",
+        series_uid=f"{uid_root}.2",
+        patient_name=name,
+        character_set=character_set,
+    )
+    raw = path.read_bytes()
+    assert name.encode(encoded_by, errors="ignore")[:4] in raw or character_set != "ISO_IR 100"
+    assert storescu(system.scp_port, [path]).returncode == 0
+
+    def stored_name() -> str | None:
+        rows = asyncio.run(
+            fetch(
+                stack,
+                "SELECT patient_name FROM dicom_state_meta WHERE study_uid = $1",
+                f"{uid_root}.1",
+            )
+        )
+        return rows[0]["patient_name"] if rows else None
+
+    assert wait_for(stored_name, 30, 0.2, what="the series row") == name
+    messages = asyncio.run(
+        read_topic(stack, "dicom_state_queue", lambda v: v["study_uid"] == f"{uid_root}.1", 1)
+    )
+    assert {m[2]["patient_name"] for m in messages} == {name}

@@ -1,0 +1,350 @@
+"""WADO-RS retrieval end to end: storescu -> SCP -> index -> dicomweb-client and httpx."""
+
+import io
+from collections.abc import Sequence
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pydicom
+import pytest
+import requests
+from dicomweb_client.api import DICOMwebClient
+from PIL import Image
+from pydicom.data import get_testdata_file
+from pydicom.dataset import Dataset
+from pydicom.encaps import generate_frames
+from pydicom.uid import ExplicitVRLittleEndian
+
+from dicomflow.core.storage import study_date_folder
+from tests.dicom_factory import make_ct
+from tests.services import RunningServices, storescu, wait_for
+
+pytestmark = pytest.mark.e2e
+
+RLE = "1.2.840.10008.1.2.5"
+# storescu proposes uncompressed syntaxes only, unless told which compressed one to add.
+STORESCU_PROPOSE = {
+    RLE: "-xr",
+    "1.2.840.10008.1.2.4.51": "-xx",
+    "1.2.840.10008.1.2.4.70": "-xs",
+    "1.2.840.10008.1.2.4.80": "-xt",
+    "1.2.840.10008.1.2.4.90": "-xv",
+    "1.2.840.10008.1.2.4.91": "-xw",
+}
+
+
+def client(system: RunningServices, tenant: str | None = None) -> DICOMwebClient:
+    base = f"/tenants/{tenant}/dicom-web" if tenant else "/dicom-web"
+    return DICOMwebClient(url=f"{system.api_url}{base}")
+
+
+def instance_url(system: RunningServices, ds: Dataset, tenant: str | None = None) -> str:
+    base = f"/tenants/{tenant}/dicom-web" if tenant else "/dicom-web"
+    return (
+        f"{system.api_url}{base}/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}"
+        f"/instances/{ds.SOPInstanceUID}"
+    )
+
+
+def store(
+    system: RunningServices, paths: Sequence[Path], called_ae: str = "DICOMFLOW"
+) -> list[Dataset]:
+    """Send `paths` in their own syntaxes, wait until each is indexed; the data sets as sent."""
+    sent = [pydicom.dcmread(path) for path in paths]
+    syntaxes = {ds.file_meta.TransferSyntaxUID for ds in sent}
+    propose = [STORESCU_PROPOSE[s] for s in syntaxes if s in STORESCU_PROPOSE]
+    result = storescu(system.scp_port, paths, called_ae, extra=["-R", *propose])
+    assert result.returncode == 0, result.stdout + result.stderr
+    tenant = "tenant-b" if called_ae == "TENANT_B" else None
+    for ds in sent:
+        url = instance_url(system, ds, tenant) + "/metadata"
+        wait_for(lambda url=url: httpx.get(url).status_code == 200, 30, 0.1, f"indexing {url}")
+    return sent
+
+
+def cts(tmp_path: Path, uid_root: str, count: int, series: int = 1, size: int = 64) -> list[Path]:
+    """`count` CT instances in one study, spread over `series` series."""
+    paths = []
+    for n in range(1, count + 1):
+        path = tmp_path / f"ct{n}.dcm"
+        make_ct(
+            path,
+            study_uid=uid_root,
+            series_uid=f"{uid_root}.{n % series + 1}",
+            sop_uid=f"{uid_root}.9.{n}",
+            instance_number=n,
+            size=size,
+        )
+        paths.append(path)
+    return paths
+
+
+def shipped(name: str, tmp_path: Path, uid_root: str) -> Path:
+    """A pydicom test file under this test's UIDs (pixel data kept as stored)."""
+    source = get_testdata_file(name, download=False)
+    assert source, f"{name} is not shipped with pydicom"
+    ds = pydicom.dcmread(source)
+    ds.StudyInstanceUID = uid_root
+    ds.SeriesInstanceUID = f"{uid_root}.1"
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = f"{uid_root}.2"
+    path = tmp_path / name
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def stored_path(system: RunningServices, ds: Dataset, tenant: str = "default") -> Path:
+    folder = study_date_folder(ds.get("StudyDate"))
+    series = f"{ds.StudyInstanceUID}/{ds.SeriesInstanceUID}"
+    return system.storage_root / tenant / folder / series / f"{ds.SOPInstanceUID}.dcm"
+
+
+def by_sop(datasets: Sequence[Dataset]) -> dict[str, Dataset]:
+    return {ds.SOPInstanceUID: ds for ds in datasets}
+
+
+# --- instances -------------------------------------------------------------------------------
+
+
+def test_study_series_and_instance_equal_what_was_sent(
+    system: RunningServices, tmp_path: Path, uid_root: str
+) -> None:
+    sent = by_sop(store(system, cts(tmp_path, uid_root, 4, series=2)))
+    dicomweb = client(system)
+
+    study = by_sop(dicomweb.retrieve_study(uid_root))
+    assert study.keys() == sent.keys()
+    for sop, ds in study.items():
+        assert ds == sent[sop] and ds.PixelData == sent[sop].PixelData
+        assert ds.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
+
+    series_uid = f"{uid_root}.1"
+    series = by_sop(dicomweb.retrieve_series(uid_root, series_uid))
+    assert series.keys() == {s for s, ds in sent.items() if ds.SeriesInstanceUID == series_uid}
+
+    one = next(iter(sent.values()))
+    got = dicomweb.retrieve_instance(uid_root, one.SeriesInstanceUID, one.SOPInstanceUID)
+    assert got == one and got.PixelData == one.PixelData
+
+
+def test_dicom_responses_are_multipart_and_never_gzipped(
+    system: RunningServices, tmp_path: Path, uid_root: str
+) -> None:
+    (ds,) = store(system, cts(tmp_path, uid_root, 1))
+    response = httpx.get(
+        instance_url(system, ds),
+        headers={
+            "Accept": 'multipart/related; type="application/dicom"',
+            "Accept-Encoding": "gzip",
+        },
+    )
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith(
+        'multipart/related; type="application/dicom"; boundary='
+    )
+    assert "content-encoding" not in response.headers
+    assert f"transfer-syntax={ExplicitVRLittleEndian}".encode() in response.content[:300]
+
+
+@pytest.mark.parametrize(
+    ("name", "stored"),
+    [
+        ("MR_small_RLE.dcm", RLE),
+        ("JPEG2000.dcm", "1.2.840.10008.1.2.4.91"),
+        ("MR_small_jpeg_ls_lossless.dcm", "1.2.840.10008.1.2.4.80"),
+        ("SC_rgb_jpeg_gdcm.dcm", "1.2.840.10008.1.2.4.70"),
+        ("MR_small_implicit.dcm", "1.2.840.10008.1.2"),
+    ],
+)
+def test_compressed_instances_are_transcoded_by_default_and_kept_with_star(
+    system: RunningServices, tmp_path: Path, uid_root: str, name: str, stored: str
+) -> None:
+    (sent,) = store(system, [shipped(name, tmp_path, uid_root)])
+    dicomweb = client(system)
+    (default,) = dicomweb.retrieve_series(uid_root, sent.SeriesInstanceUID)
+    assert default.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
+    assert default.SOPInstanceUID == sent.SOPInstanceUID
+    assert np.array_equal(default.pixel_array, sent.pixel_array)
+
+    as_stored = dicomweb.retrieve_instance(uid_root, sent.SeriesInstanceUID, sent.SOPInstanceUID)
+    expected = ExplicitVRLittleEndian if stored == "1.2.840.10008.1.2" else stored
+    assert as_stored.file_meta.TransferSyntaxUID == expected  # Implicit VR is not for the web
+    assert as_stored == pydicom.dcmread(stored_path(system, sent))  # dcmtk drops padding
+    assert as_stored.PixelData == sent.PixelData
+
+
+def test_undecodable_instances_are_sent_as_stored_or_refused(
+    system: RunningServices, tmp_path: Path, uid_root: str
+) -> None:
+    (sent,) = store(system, [shipped("JPEG-lossy.dcm", tmp_path, uid_root)])  # 12-bit JPEG
+    (got,) = client(system).retrieve_series(uid_root, sent.SeriesInstanceUID)
+    assert got.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.4.51"  # lossy: stored is ok
+    assert got.PixelData == sent.PixelData
+    response = httpx.get(
+        instance_url(system, sent),
+        headers={"Accept": f'multipart/related; type="application/dicom"; '
+                 f"transfer-syntax={ExplicitVRLittleEndian}"},
+    )  # fmt: skip
+    assert response.status_code == 406
+    assert "cannot decode" in response.text
+
+
+# --- frames and bulk data --------------------------------------------------------------------
+
+
+def multiframe(tmp_path: Path, uid_root: str, frames: int = 5, size: int = 32) -> Path:
+    path = tmp_path / "mf.dcm"
+    ds = make_ct(path, study_uid=uid_root, series_uid=f"{uid_root}.1", sop_uid=f"{uid_root}.2")
+    arr = (np.arange(frames * size * size).reshape(frames, size, size) * 7 % 4096).astype("<u2")
+    ds.Rows = ds.Columns = size
+    ds.NumberOfFrames = frames
+    ds.PixelData = arr.tobytes()
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def test_frames_of_an_uncompressed_instance(
+    system: RunningServices, tmp_path: Path, uid_root: str
+) -> None:
+    (sent,) = store(system, [multiframe(tmp_path, uid_root)])
+    frames = client(system).retrieve_instance_frames(
+        uid_root, sent.SeriesInstanceUID, sent.SOPInstanceUID, frame_numbers=[1, 3]
+    )
+    assert frames == [sent.pixel_array[0].tobytes(), sent.pixel_array[2].tobytes()]
+
+    for frame_list, status in (("6", 404), ("0", 400), ("1,x", 400)):
+        response = httpx.get(f"{instance_url(system, sent)}/frames/{frame_list}")
+        assert response.status_code == status, frame_list
+
+
+def test_frames_of_a_compressed_instance(
+    system: RunningServices, tmp_path: Path, uid_root: str
+) -> None:
+    (sent,) = store(system, [shipped("SC_rgb_rle_2frame.dcm", tmp_path, uid_root)])
+    dicomweb = client(system)
+    uids = (uid_root, sent.SeriesInstanceUID, sent.SOPInstanceUID)
+    stored = dicomweb.retrieve_instance_frames(*uids, frame_numbers=[2, 1])
+    expected = list(generate_frames(sent.PixelData, number_of_frames=2))
+    assert stored == [expected[1], expected[0]]
+
+    decoded = dicomweb.retrieve_instance_frames(
+        *uids, frame_numbers=[2], media_types=("application/octet-stream",)
+    )
+    assert decoded == [sent.pixel_array[1].tobytes()]
+
+    response = httpx.get(f"{instance_url(system, sent)}/frames/1")
+    assert response.headers["content-type"].startswith('multipart/related; type="image/dicom-rle"')
+
+
+def test_bulk_data_uris_of_the_metadata_resolve(
+    system: RunningServices, tmp_path: Path, uid_root: str
+) -> None:
+    rle = shipped("SC_rgb_rle_2frame.dcm", tmp_path, uid_root + ".5")
+    sent = store(system, [multiframe(tmp_path, uid_root), rle])
+    dicomweb = client(system)
+    for ds in sent:
+        metadata = dicomweb.retrieve_instance_metadata(
+            ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID
+        )
+        values = dicomweb.retrieve_bulkdata(system.api_url + metadata["7FE00010"]["BulkDataURI"])
+        if ds.file_meta.TransferSyntaxUID == RLE:
+            assert values == list(generate_frames(ds.PixelData, number_of_frames=2))
+        else:
+            assert values == [ds.PixelData]
+    response = httpx.get(f"{instance_url(system, sent[0])}/bulkdata/00100010")
+    assert response.status_code == 404
+
+
+# --- rendered --------------------------------------------------------------------------------
+
+
+def test_rendered_and_thumbnails(system: RunningServices, tmp_path: Path, uid_root: str) -> None:
+    sent = store(system, cts(tmp_path, uid_root, 3, size=96))
+    dicomweb = client(system)
+    ds = sent[0]
+    jpeg = dicomweb.retrieve_instance_rendered(
+        uid_root, ds.SeriesInstanceUID, ds.SOPInstanceUID, params={"viewport": "48,24"}
+    )
+    image = Image.open(io.BytesIO(jpeg))
+    assert (image.format, image.size) == ("JPEG", (24, 24))
+
+    png = dicomweb.retrieve_instance_rendered(
+        uid_root, ds.SeriesInstanceUID, ds.SOPInstanceUID, media_types=("image/png",)
+    )
+    image = Image.open(io.BytesIO(png))
+    assert (image.format, image.size) == ("PNG", (96, 96))
+
+    series = f"{system.api_url}/dicom-web/studies/{uid_root}/series/{ds.SeriesInstanceUID}"
+    for url in (
+        f"{system.api_url}/dicom-web/studies/{uid_root}/thumbnail",
+        f"{series}/thumbnail",
+        f"{instance_url(system, ds)}/thumbnail",
+        f"{instance_url(system, ds)}/frames/1/thumbnail",
+    ):
+        response = httpx.get(url)
+        assert response.status_code == 200, url
+        assert response.headers["content-type"] == "image/jpeg"
+        assert Image.open(io.BytesIO(response.content)).size == (128, 128)
+
+    rendered = httpx.get(f"{series}/rendered", params={"window": "40,400,linear", "quality": "50"})
+    assert rendered.status_code == 200
+    for params in ({"window": "40"}, {"viewport": "0,0"}, {"quality": "0"}):
+        assert httpx.get(f"{series}/rendered", params=params).status_code == 400
+    assert httpx.get(f"{series}/rendered", headers={"Accept": "image/gif"}).status_code == 406
+
+
+# --- errors and tenants ----------------------------------------------------------------------
+
+
+def test_unknown_uids_are_404_and_malformed_uids_400(
+    system: RunningServices, uid_root: str
+) -> None:
+    with pytest.raises(requests.HTTPError) as error:
+        client(system).retrieve_instance(uid_root, f"{uid_root}.1", f"{uid_root}.2")
+    assert error.value.response.status_code == 404
+    base = f"{system.api_url}/dicom-web/studies"
+    assert httpx.get(f"{base}/{uid_root}").status_code == 404
+    assert httpx.get(f"{base}/{uid_root}/series/{uid_root}.1/rendered").status_code == 404
+    for path in ("1.2.abc", f"{uid_root}/series/01.2", f"{uid_root}/series/1.2/instances/x"):
+        assert httpx.get(f"{base}/{path}").status_code == 400, path
+
+
+def test_an_instance_is_retrievable_only_through_its_tenant(
+    system: RunningServices, tmp_path: Path, uid_root: str
+) -> None:
+    (sent,) = store(system, cts(tmp_path, uid_root, 1), called_ae="TENANT_B")
+    uids = (uid_root, sent.SeriesInstanceUID, sent.SOPInstanceUID)
+    with pytest.raises(requests.HTTPError) as error:
+        client(system).retrieve_instance(*uids)
+    assert error.value.response.status_code == 404
+    for suffix in ("/frames/1", "/rendered", "/bulkdata/7FE00010"):
+        assert httpx.get(instance_url(system, sent) + suffix).status_code == 404, suffix
+    assert client(system, "tenant-b").retrieve_instance(*uids) == sent
+
+
+# --- streaming -------------------------------------------------------------------------------
+
+
+def rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"no VmRSS for process {pid}")
+
+
+def test_a_large_series_is_streamed_in_bounded_memory(
+    system: RunningServices, tmp_path: Path, uid_root: str
+) -> None:
+    paths = cts(tmp_path, uid_root, 100, size=1024)  # 100 x 2 MB
+    store(system, paths)
+    pid = system.processes["api"].pid
+    baseline = peak = rss_bytes(pid)
+    received = 0
+    url = f"{system.api_url}/dicom-web/studies/{uid_root}/series/{uid_root}.1"
+    with httpx.stream("GET", url, timeout=60) as response:
+        assert response.status_code == 200
+        for chunk in response.iter_bytes():
+            received += len(chunk)
+            peak = max(peak, rss_bytes(pid))
+    assert received > sum(path.stat().st_size for path in paths)
+    assert peak - baseline < 100 * 1024 * 1024, f"API RSS grew by {(peak - baseline) >> 20} MB"
