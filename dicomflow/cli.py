@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from dicomflow.core.settings import Settings
 
@@ -22,6 +23,10 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("worker", help="run the Faust stream worker")
     commands.add_parser("api", help="run the DICOMweb API")
     commands.add_parser("run", help="run the stack and every service in the foreground")
+    importer = commands.add_parser("import", help="import DICOM files and folders")
+    importer.add_argument("paths", nargs="+", type=Path, help="files or folders")
+    importer.add_argument("--tenant", help="tenant to import into (default: the default tenant)")
+    importer.add_argument("--workers", type=int, default=4, help="parallel files (default 4)")
     args = parser.parse_args(argv)
 
     logging.basicConfig(
@@ -44,7 +49,20 @@ def main(argv: list[str] | None = None) -> int:
         serve_api(settings)
     elif args.command == "run":
         return _run_all(settings)
+    elif args.command == "import":
+        return _import(settings, args.paths, args.tenant, args.workers)
     return 0
+
+
+def _import(settings: Settings, paths: list[Path], tenant: str | None, workers: int) -> int:
+    from dicomflow.core.identifiers import validate_tenant
+    from dicomflow.ingest.bulk_import import run_import
+
+    summary = run_import(
+        settings, paths, validate_tenant(tenant or settings.default_tenant), workers
+    )
+    print("\n".join(summary.lines()))
+    return 0 if summary.total and not summary.rejected else 1
 
 
 def _stack(settings: Settings, action: str) -> int:

@@ -33,6 +33,8 @@ TEST_ENV = {
     "DICOMFLOW_MARIADB_PORT": str(33079 + PORT_OFFSET),
     "DICOMFLOW_SCP_PORT": str(21112 + PORT_OFFSET),
     "DICOMFLOW_API_PORT": str(28080 + PORT_OFFSET),
+    "DICOMFLOW_SCP_METRICS_PORT": str(29112 + PORT_OFFSET),
+    "DICOMFLOW_WORKER_METRICS_PORT": str(29113 + PORT_OFFSET),
     "DICOMFLOW_SERIES_STABLE_SECONDS": "2",
     "DICOMFLOW_WORKER_STUCK_SECONDS": "10",
     "TCP_NODELAY": "1",
@@ -110,6 +112,7 @@ def pytest_configure(config: pytest.Config) -> None:
     """Temporary files per port offset: pytest's shared numbered directories are pruned by
     any other run on the machine, which would delete a running system's storage."""
     if config.option.basetemp is None:
+        TEST_STATE.mkdir(parents=True, exist_ok=True)
         config.option.basetemp = str(TEST_STATE / "tmp")
 
 

@@ -356,6 +356,7 @@ def test_unwritable_storage_root_gets_a700(
         "DICOMFLOW_STORAGE_ROOT": str(not_a_directory),
         "DICOMFLOW_OUTBOX_PATH": str(tmp_path / "outbox.db"),
         "DICOMFLOW_SCP_PORT": str(system.scp_port + 7),
+        "DICOMFLOW_SCP_METRICS_PORT": "0",
     }
     broken = RunningServices(env, tmp_path)
     broken.start("scp")

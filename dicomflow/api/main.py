@@ -9,7 +9,10 @@ import uvicorn
 from aiokafka import AIOKafkaClient
 from aiokafka.errors import KafkaError
 from fastapi import APIRouter, FastAPI
+from fastapi.middleware.gzip import GZipMiddleware
+from prometheus_client import make_asgi_app
 
+from dicomflow.api.access_log import AccessLogMiddleware, AccessLogPublisher
 from dicomflow.api.routes import health, qido, wado
 from dicomflow.api.state import ApiState
 from dicomflow.core.db import create_pool
@@ -18,6 +21,22 @@ from dicomflow.core.storage import LocalStorage
 from dicomflow.core.urls import DICOMWEB_PREFIX
 
 log = logging.getLogger(__name__)
+
+# Only JSON is worth compressing: DICOM and image payloads are served as they are (NOTES.md).
+NOT_COMPRESSED = (
+    "multipart/related",
+    "application/dicom",
+    "application/octet-stream",
+    "image/jpeg",
+    "image/png",
+    "image/jp2",
+    "image/jpx",
+    "image/jls",
+    "image/jphc",
+    "image/dicom-rle",
+    "image/x-dicom-rle",
+    "text/event-stream",
+)
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -37,10 +56,18 @@ def create_app(settings: Settings) -> FastAPI:
             json_storage=LocalStorage(settings.json_dir),
         )
         app.state.api = state
+        access_log.start()
         yield
+        await access_log.stop()
         await state.close()
 
+    access_log = AccessLogPublisher(settings.kafka_servers)
     app = FastAPI(title="dicomflow DICOMweb", lifespan=lifespan)
+    app.add_middleware(GZipMiddleware, minimum_size=1024, exclude_content_types=NOT_COMPRESSED)
+    app.add_middleware(
+        AccessLogMiddleware, publisher=lambda: access_log, default_tenant=settings.default_tenant
+    )
+    app.mount("/metrics", make_asgi_app())
     app.include_router(health.router)
     dicomweb = APIRouter()
     dicomweb.include_router(wado.router)

@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     dimse_timeout: float = 60.0
     network_timeout: float = 60.0
 
+    scp_metrics_port: int = Field(9112, description="Prometheus metrics of the SCP; 0: off.")
+    worker_metrics_port: int = Field(9113, description="Prometheus metrics of the worker; 0: off.")
+
     api_host: str = "127.0.0.1"
     api_port: int = 8080
     qido_max_limit: int = Field(1000, description="Most results one QIDO-RS response returns.")

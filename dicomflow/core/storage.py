@@ -105,6 +105,14 @@ class LocalStorage:
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
 
+    def has_identical(self, key: str, data: bytes) -> bool:
+        """True when `key` holds exactly `data` (sizes compared first)."""
+        path = self._path(key)
+        try:
+            return path.stat().st_size == len(data) and path.read_bytes() == data
+        except FileNotFoundError:
+            return False
+
     def size(self, key: str) -> int:
         return self._path(key).stat().st_size
 

@@ -1,4 +1,4 @@
-"""One long-lived Kafka producer (acks=all, idempotent) behind a durable outbox.
+"""One long-lived Kafka producer (acks=all) behind a durable outbox.
 
 Handlers run in pynetdicom's association threads; publishing runs on one asyncio loop in
 its own thread, so ordering decisions (outbox or Kafka) never race.
@@ -9,6 +9,7 @@ import contextlib
 import logging
 import threading
 from concurrent.futures import Future
+from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -29,8 +30,10 @@ class PublishFailed(Exception):
 class EventPublisher:
     """`publish()` returns once the event is acknowledged by Kafka or stored in the outbox."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, outbox_path: Path | None = None) -> None:
+        """`outbox_path`: each process that publishes has its own outbox (and replayer)."""
         self._settings = settings
+        self._outbox_path = outbox_path or settings.outbox_file
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="publisher", daemon=True
@@ -62,7 +65,7 @@ class EventPublisher:
         future.result()
 
     async def _start(self) -> None:
-        self._outbox = Outbox(self._settings.outbox_file)
+        self._outbox = Outbox(self._outbox_path)
         await self._connect()
         self._replayer = asyncio.create_task(self._replay_forever())
 

@@ -4,6 +4,7 @@ import logging
 import signal
 import threading
 
+from prometheus_client import start_http_server
 from pydicom.uid import (
     AllTransferSyntaxes,
     DeflatedExplicitVRLittleEndian,
@@ -59,6 +60,8 @@ def build_ae(settings: Settings) -> AE:
 
 def serve(settings: Settings) -> None:
     """Run the SCP in the foreground until SIGINT or SIGTERM."""
+    if settings.scp_metrics_port:
+        start_http_server(settings.scp_metrics_port, addr=settings.scp_host)
     publisher = EventPublisher(settings)
     publisher.start()
     store = InstanceStore(settings, LocalStorage(settings.storage_dir), publisher)

@@ -39,6 +39,10 @@ class Rejected(Exception):
         self.comment = comment
 
 
+class AlreadyStored(Exception):
+    """The instance is stored already with exactly these bytes."""
+
+
 @dataclass(frozen=True)
 class Origin:
     """Where an instance came from, for the storage event."""
@@ -59,20 +63,29 @@ class InstanceStore:
         self._publisher = publisher
 
     def store(
-        self, part10: bytes, origin: Origin, expected_sop_class: str | None = None
+        self,
+        part10: bytes,
+        origin: Origin,
+        expected_sop_class: str | None = None,
+        skip_identical: bool = False,
     ) -> StorageEvent:
-        """Store one instance; raise Rejected with a DICOM status when it cannot be."""
+        """Store one instance; raise Rejected with a DICOM status when it cannot be, and
+        AlreadyStored when `skip_identical` and the same bytes are stored already."""
         try:
-            return self._store(part10, origin, expected_sop_class)
+            return self._store(part10, origin, expected_sop_class, skip_identical)
         except Rejected as exc:
             REJECTIONS.labels(exc.reason).inc()
             log.info("rejected an instance from %s: %s", origin.source_ae or origin.via, exc)
             raise
 
-    def _store(self, part10: bytes, origin: Origin, expected_sop_class: str | None) -> StorageEvent:
+    def _store(
+        self, part10: bytes, origin: Origin, expected_sop_class: str | None, skip_identical: bool
+    ) -> StorageEvent:
         header = _parse(part10)
         location, sop_uid = _validate(header, expected_sop_class, origin.tenant)
         key = location.instance_key(sop_uid)
+        if skip_identical and self._storage.has_identical(key, part10):
+            raise AlreadyStored(key)
         try:
             size = self._storage.write_atomic(key, [part10])
         except OSError as exc:

@@ -3,6 +3,7 @@
 import importlib
 
 from faust import Worker
+from prometheus_client import start_http_server
 
 from dicomflow.core.settings import Settings
 from dicomflow.streams import resources
@@ -18,6 +19,8 @@ AGENT_MODULES = (
 
 
 def run_worker(settings: Settings, log_level: str = "info") -> None:
+    if settings.worker_metrics_port:
+        start_http_server(settings.worker_metrics_port, addr=settings.api_host)
     resources.bind(settings)
     app = configure(settings)
     for module in AGENT_MODULES:
