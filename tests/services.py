@@ -1,11 +1,12 @@
 """Running dicomflow's services as processes for end-to-end tests, and talking to them."""
 
+import asyncio
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -28,6 +29,20 @@ def wait_for(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what or condition}")
         time.sleep(interval)
+
+
+async def async_wait_for(
+    condition: Callable[[], Awaitable[T]], timeout: float, interval: float = 0.1, what: str = ""
+) -> T:
+    """`wait_for` for a coroutine function, polled without blocking the event loop."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or condition}")
+        await asyncio.sleep(interval)
 
 
 @dataclass

@@ -9,7 +9,7 @@ import pytest
 from pydicom.data import get_testdata_file
 
 from dicomflow.core.settings import Settings
-from tests.services import RunningServices, echoscu, storescu, wait_for
+from tests.services import RunningServices, async_wait_for, echoscu, storescu, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -65,16 +65,19 @@ async def test_ct_instance_reaches_postgres_and_metadata(
         else:
             assert instance[tag] == element, tag
 
-    connection = await asyncpg.connect(stack.postgres_url)
-    try:
-        row = await connection.fetchrow(
-            "SELECT patient_id, patient_name, modality, study_date FROM dicom_state_meta"
-            " WHERE tenant_id = 'default' AND study_uid = $1 AND series_uid = $2",
-            sent.StudyInstanceUID,
-            sent.SeriesInstanceUID,
-        )
-    finally:
-        await connection.close()
+    async def series_row() -> asyncpg.Record | None:
+        connection = await asyncpg.connect(stack.postgres_url)
+        try:
+            return await connection.fetchrow(
+                "SELECT patient_id, patient_name, modality, study_date FROM dicom_state_meta"
+                " WHERE tenant_id = 'default' AND study_uid = $1 AND series_uid = $2",
+                sent.StudyInstanceUID,
+                sent.SeriesInstanceUID,
+            )
+        finally:
+            await connection.close()
+
+    row = await async_wait_for(series_row, 5.0, what="the series row")
     assert row["patient_id"] == sent.PatientID
     assert row["patient_name"] == str(sent.PatientName)
     assert row["modality"] == sent.Modality

@@ -203,3 +203,13 @@ def test_non_ascii_names_reach_postgres_and_kafka(
         read_topic(stack, "dicom_state_queue", lambda v: v["study_uid"] == f"{uid_root}.1", 1)
     )
     assert {m[2]["patient_name"] for m in messages} == {name}
+
+
+def test_series_is_in_postgres_within_two_seconds_of_the_ack(
+    system: RunningServices, stack: Settings, tmp_path: Path, uid_root: str
+) -> None:
+    path = tmp_path / "first.dcm"
+    make_ct(path, study_uid=f"{uid_root}.1", series_uid=f"{uid_root}.1.1")
+    assert storescu(system.scp_port, [path]).returncode == 0  # returns once acknowledged
+    rows = wait_for(lambda: series_rows(stack, uid_root), 2.0, 0.05, what="the series row")
+    assert [(r["series_related_instances"], r["series_state"]) for r in rows] == [(1, "receiving")]

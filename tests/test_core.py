@@ -1,0 +1,178 @@
+"""Unit tests of the shared pieces: identifiers, the storage interface, hashes, progress."""
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from dicomflow.core.hashing import uid_hash
+from dicomflow.core.identifiers import (
+    InvalidIdentifier,
+    is_valid_uid,
+    validate_ae_title,
+    validate_tenant,
+)
+from dicomflow.core.storage import LocalStorage, SeriesLocation, study_date_folder
+from dicomflow.streams.progress import (
+    RECEIVING,
+    STABLE,
+    is_quiet,
+    mark_stable,
+    record_instance,
+)
+from dicomflow.tables.records import StorageEvent
+
+
+@pytest.mark.parametrize(
+    "uid", ["1", "0", "1.2.840.10008.5.1.4.1.1.2", "2.25." + "1" * 59, "1.0.2"]
+)
+def test_valid_uids(uid: str) -> None:
+    assert is_valid_uid(uid)
+
+
+@pytest.mark.parametrize(
+    "uid",
+    [
+        "",
+        "1..2",
+        ".1",
+        "1.",
+        "1.02",
+        "01",
+        "1.2/3",
+        "../../x",
+        "1.2.a",
+        "1 2",
+        "1." + "2" * 63,
+        None,
+        12,
+    ],
+)
+def test_invalid_uids(uid: object) -> None:
+    assert not is_valid_uid(uid)
+
+
+@pytest.mark.parametrize("tenant", ["", "A", "-x", "a/b", "..", "a" * 33, "é"])
+def test_invalid_tenants(tenant: str) -> None:
+    with pytest.raises(InvalidIdentifier):
+        validate_tenant(tenant)
+
+
+def test_ae_titles_are_stripped_and_checked() -> None:
+    assert validate_ae_title(" DICOMFLOW ") == "DICOMFLOW"
+    for bad in ("", "A" * 17, "A\\B"):
+        with pytest.raises(InvalidIdentifier):
+            validate_ae_title(bad)
+
+
+def test_uid_hash_is_stable_20_digits() -> None:
+    assert uid_hash("1.2.3") == uid_hash("1.2.3")
+    assert uid_hash("1.2.3") != uid_hash("1.2.4")
+    assert len(uid_hash("1.2.3")) == 20 and uid_hash("1.2.3").isdigit()
+
+
+def test_study_date_folder_fallback() -> None:
+    assert study_date_folder("20240102") == "20240102"
+    for value in (None, "", "2024", "2024-01-02", "../../x"):
+        assert study_date_folder(value) == "00000000"
+
+
+@pytest.mark.parametrize(
+    ("tenant", "date", "study", "series"),
+    [
+        ("../x", "20240102", "1.2", "1.3"),
+        ("t", "../../..", "1.2", "1.3"),
+        ("t", "20240102", "../../x", "1.3"),
+        ("t", "20240102", "1.2", "1.2/3"),
+    ],
+)
+def test_series_location_rejects_path_escapes(
+    tenant: str, date: str, study: str, series: str
+) -> None:
+    with pytest.raises(InvalidIdentifier):
+        SeriesLocation(tenant, date, study, series)
+
+
+def test_instance_key_rejects_bad_sop_uid() -> None:
+    location = SeriesLocation("t", "20240102", "1.2", "1.3")
+    assert location.instance_key("1.4") == "t/20240102/1.2/1.3/1.4.dcm"
+    with pytest.raises(InvalidIdentifier):
+        location.instance_key("../../../etc/passwd")
+
+
+def test_storage_never_leaves_its_root(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path / "root")
+    for key in ("../escape.dcm", "/etc/passwd", "a/../../escape.dcm", ""):
+        with pytest.raises(InvalidIdentifier):
+            storage.write_atomic(key, [b"x"])
+    assert not (tmp_path / "escape.dcm").exists()
+
+
+def test_atomic_write_replaces_and_leaves_no_temporary(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path)
+    key = SeriesLocation("t", "20240102", "1.2", "1.3").instance_key("1.4")
+    assert storage.write_atomic(key, [b"first"]) == 5
+    assert storage.write_atomic(key, [b"sec", b"ond!"]) == 7
+    assert storage.read_bytes(key) == b"second!"
+    assert storage.has_identical(key, b"second!")
+    assert not storage.has_identical(key, b"second?")
+    assert [p.name for p in (tmp_path / "t/20240102/1.2/1.3").iterdir()] == ["1.4.dcm"]
+
+
+def test_failed_write_leaves_nothing(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path)
+    key = "t/20240102/1.2/1.3/1.4.dcm"
+
+    def chunks():  # type: ignore[no-untyped-def]
+        yield b"partial"
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        storage.write_atomic(key, chunks())
+    assert os.listdir(tmp_path / "t/20240102/1.2/1.3") == []
+
+
+def _event(sop: str, created: str = "2024-01-02 03:04:05.000000") -> StorageEvent:
+    return StorageEvent(
+        trace_id="t",
+        worker_node_id="n",
+        tenant_id="t",
+        patient_id="",
+        study_uid="1.2",
+        series_uid="1.3",
+        sop_uid=sop,
+        study_uid_hash="0" * 20,
+        series_uid_hash="0" * 20,
+        sop_class_uid="1.2.840.10008.5.1.4.1.1.2",
+        file_size=1,
+        file_path="k",
+        transfer_syntax_uid="1.2.840.10008.1.2.1",
+        number_of_frames=1,
+        accession_number=None,
+        study_date=None,
+        source_ip=None,
+        source_ae=None,
+        called_ae=None,
+        created_time=created,
+    )
+
+
+def test_progress_counts_distinct_instances_and_announces_changes() -> None:
+    progress, announce = record_instance(None, _event("1"), is_new=True)
+    assert (progress.instances, progress.state, announce) == (1, RECEIVING, True)
+    progress, announce = record_instance(progress, _event("2"), is_new=True)
+    assert (progress.instances, announce) == (2, False)
+    progress, announce = record_instance(progress, _event("2"), is_new=False)
+    assert (progress.instances, announce) == (2, False)
+    stable = mark_stable(progress)
+    assert stable.state == STABLE
+    changed, announce = record_instance(stable, _event("3"), is_new=True)
+    assert (changed.instances, changed.state, announce) == (3, RECEIVING, True)
+
+
+def test_quiet_only_after_the_stable_delay() -> None:
+    progress, _ = record_instance(None, _event("1"), is_new=True)
+    assert not is_quiet(progress, 10.0, now=progress.last_activity + 9.9)
+    assert is_quiet(progress, 10.0, now=progress.last_activity + 10.0)
+    assert not is_quiet(mark_stable(progress), 10.0, now=time.time() + 100)

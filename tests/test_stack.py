@@ -1,0 +1,105 @@
+"""The local stack: idempotent start, topics, migrations, and the Kafka client/broker pair."""
+
+import asyncio
+import subprocess
+import sys
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from dicomflow.core.settings import Settings
+from dicomflow.core.topics import TOPICS
+from dicomflow.stack.manager import status
+from dicomflow.stack.migrations import MIGRATIONS_DIR
+from tests.services import ROOT
+
+
+def test_stack_up_twice_is_harmless(stack: Settings, base_env: dict[str, str]) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "dicomflow", "stack", "up"],
+        env=base_env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "started: nothing (already running)"
+    assert set(status(stack).values()) == {"running"}
+
+
+def test_external_services_are_not_started() -> None:
+    settings = Settings(
+        kafka_bootstrap="kafka.example:9092",
+        postgres_dsn="postgresql://u@db.example/x",
+        redis_url="redis://cache.example/0",
+        mysql_dsn="mysql://u@olap.example/x",
+    )
+    assert status(settings) == {
+        "postgres": "external",
+        "redis": "external",
+        "kafka": "external",
+        "mariadb": "external",
+    }
+
+
+async def test_topics_exist_with_the_configured_partitions(stack: Settings) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=stack.kafka_servers)
+    await admin.start()
+    try:
+        described = await admin.describe_topics(list(TOPICS))
+    finally:
+        await admin.close()
+    partitions = {t["topic"]: len(t["partitions"]) for t in described}
+    assert partitions == dict.fromkeys(TOPICS, stack.topic_partitions)
+
+
+async def test_every_migration_is_applied_once(stack: Settings) -> None:
+    connection = await asyncpg.connect(stack.postgres_url)
+    try:
+        applied = [
+            r["version"]
+            for r in await connection.fetch(
+                "SELECT version FROM schema_migrations ORDER BY version"
+            )
+        ]
+    finally:
+        await connection.close()
+    assert applied == sorted(p.name for p in MIGRATIONS_DIR.glob("[0-9][0-9][0-9]_*.sql"))
+
+
+async def test_client_and_broker_speak_the_same_protocol(stack: Settings) -> None:
+    """faust-streaming's aiokafka negotiates with the broker the stack runs: idempotent
+    produce with acks=all, headers, and a read back from a committed group offset."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=stack.kafka_servers, acks="all", enable_idempotence=True
+    )
+    await producer.start()
+    try:
+        sent = await producer.send_and_wait(
+            "log_queue", b'{"probe": true}', key=b"probe", headers=[("h", b"1")]
+        )
+    finally:
+        await producer.stop()
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=stack.kafka_servers,
+        group_id="protocol-probe",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        tp = TopicPartition("log_queue", sent.partition)
+        consumer.assign([tp])
+        consumer.seek(tp, sent.offset)
+        message = await asyncio.wait_for(consumer.getone(), 30)
+        await consumer.commit({tp: message.offset + 1})
+        committed = await consumer.committed(tp)
+    finally:
+        await consumer.stop()
+    assert (message.key, message.value, message.headers) == (
+        b"probe",
+        b'{"probe": true}',
+        (("h", b"1"),),
+    )
+    assert committed == sent.offset + 1
