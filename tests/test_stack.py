@@ -6,13 +6,15 @@ import sys
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from dicomflow.core.settings import Settings
 from dicomflow.core.topics import TOPICS
 from dicomflow.stack.manager import status
 from dicomflow.stack.migrations import MIGRATIONS_DIR
 from tests.services import ROOT
+
+PROBE_TOPIC = "dicomflow-protocol-probe"
 
 
 def test_stack_up_twice_is_harmless(stack: Settings, base_env: dict[str, str]) -> None:
@@ -71,14 +73,22 @@ async def test_every_migration_is_applied_once(stack: Settings) -> None:
 
 async def test_client_and_broker_speak_the_same_protocol(stack: Settings) -> None:
     """faust-streaming's aiokafka negotiates with the broker the stack runs: idempotent
-    produce with acks=all, headers, and a read back from a committed group offset."""
+    produce with acks=all, headers, and a read back from a committed group offset (on a
+    topic of its own: the dicomflow topics carry only their records)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=stack.kafka_servers)
+    await admin.start()
+    try:
+        if PROBE_TOPIC not in await admin.list_topics():
+            await admin.create_topics([NewTopic(PROBE_TOPIC, 1, 1)])
+    finally:
+        await admin.close()
     producer = AIOKafkaProducer(
         bootstrap_servers=stack.kafka_servers, acks="all", enable_idempotence=True
     )
     await producer.start()
     try:
         sent = await producer.send_and_wait(
-            "log_queue", b'{"probe": true}', key=b"probe", headers=[("h", b"1")]
+            PROBE_TOPIC, b'{"probe": true}', key=b"probe", headers=[("h", b"1")]
         )
     finally:
         await producer.stop()
@@ -89,7 +99,7 @@ async def test_client_and_broker_speak_the_same_protocol(stack: Settings) -> Non
     )
     await consumer.start()
     try:
-        tp = TopicPartition("log_queue", sent.partition)
+        tp = TopicPartition(PROBE_TOPIC, sent.partition)
         consumer.assign([tp])
         consumer.seek(tp, sent.offset)
         message = await asyncio.wait_for(consumer.getone(), 30)

@@ -246,7 +246,9 @@ def test_bulk_data_uris_of_the_metadata_resolve(
         metadata = dicomweb.retrieve_instance_metadata(
             ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID
         )
-        values = dicomweb.retrieve_bulkdata(system.api_url + metadata["7FE00010"]["BulkDataURI"])
+        uri = metadata["7FE00010"]["BulkDataURI"]
+        assert uri.startswith(f"{system.api_url}/tenants/default/dicom-web/studies/")
+        values = dicomweb.retrieve_bulkdata(uri)
         if ds.file_meta.TransferSyntaxUID == RLE:
             assert values == list(generate_frames(ds.PixelData, number_of_frames=2))
         else:

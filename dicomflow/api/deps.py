@@ -43,3 +43,21 @@ Tenant = Annotated[str, Depends(get_tenant)]
 StudyUID = Annotated[str, Depends(uid_param("study"))]
 SeriesUID = Annotated[str, Depends(uid_param("series"))]
 InstanceUID = Annotated[str, Depends(uid_param("instance"))]
+
+
+def public_origin(request: Request) -> str:
+    """`scheme://host[:port]` that clients reach this service at, for absolute URLs.
+
+    `public_url` wins when set (behind a proxy). Otherwise the Host header, with the
+    listening port added when the header has none: some clients (dicomweb-client 0.61)
+    leave the port out of Host.
+    """
+    settings = request.app.state.api.settings
+    if settings.public_url:
+        return settings.public_url.rstrip("/")
+    url = request.url
+    if url.port is None and request.scope.get("server"):
+        port = request.scope["server"][1]
+        if port is not None and port != {"http": 80, "https": 443}.get(url.scheme):
+            return f"{url.scheme}://{url.hostname}:{port}"
+    return f"{url.scheme}://{url.netloc}"

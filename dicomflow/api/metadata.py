@@ -3,13 +3,52 @@
 import asyncio
 import logging
 
+import orjson
+from fastapi import HTTPException, Request
+from fastapi.responses import Response
+
 from dicomflow.api import queries
+from dicomflow.api.deps import public_origin
+from dicomflow.api.negotiation import accepts_json
 from dicomflow.api.state import ApiState
-from dicomflow.core.cache import SERIES_METADATA_TTL, series_metadata_key
+from dicomflow.core.cache import (
+    SERIES_METADATA_TTL,
+    STUDY_SERIES_TTL,
+    series_metadata_key,
+    study_series_key,
+)
 from dicomflow.core.series_metadata import build_series_metadata
 from dicomflow.core.storage import SeriesLocation
 
 log = logging.getLogger(__name__)
+
+DICOM_JSON = "application/dicom+json"
+_RELATIVE_BULK_DATA_URI = b'"BulkDataURI":"/'
+
+
+def metadata_response(request: Request, body: bytes) -> Response:
+    """DICOM JSON with every BulkDataURI made absolute for this request's origin.
+
+    Stored metadata holds server-relative URIs (one copy serves every host name); clients
+    such as dicomweb-client need absolute ones.
+    """
+    if not accepts_json(", ".join(request.headers.getlist("accept")) or None):
+        raise HTTPException(406, "metadata is only available as application/dicom+json")
+    origin = public_origin(request).encode()
+    absolute = body.replace(_RELATIVE_BULK_DATA_URI, b'"BulkDataURI":"' + origin + b"/")
+    return Response(absolute, media_type=DICOM_JSON)
+
+
+async def study_series(state: ApiState, tenant: str, study_uid: str) -> list[str]:
+    """The study's series UIDs: Redis first (the stream job drops the entry on any change)."""
+    key = study_series_key(tenant, study_uid)
+    cached = await _cache_get(state, key)
+    if cached is not None:
+        return orjson.loads(cached)
+    series = await queries.study_series(state.pool, tenant, study_uid)
+    if series:
+        await _cache_set(state, key, orjson.dumps(series), STUDY_SERIES_TTL)
+    return series
 
 
 async def series_metadata(
@@ -28,7 +67,7 @@ async def series_metadata(
         except OSError as exc:
             log.warning("precomputed metadata %s unreadable (%s); building it", metadata_key, exc)
         else:
-            await _cache_set(state, cache_key, body)
+            await _cache_set(state, cache_key, body, SERIES_METADATA_TTL)
             return body
     instances = await queries.series_instances(state.pool, tenant, study_uid, series_uid)
     if not instances:
@@ -44,8 +83,8 @@ async def _cache_get(state: ApiState, key: str) -> bytes | None:
         return None
 
 
-async def _cache_set(state: ApiState, key: str, body: bytes) -> None:
+async def _cache_set(state: ApiState, key: str, body: bytes, ttl: int) -> None:
     try:
-        await state.redis.set(key, body, ex=SERIES_METADATA_TTL)
+        await state.redis.set(key, body, ex=ttl)
     except Exception as exc:  # Redis is a cache
         log.warning("Redis unavailable: %s", exc)

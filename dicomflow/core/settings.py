@@ -39,10 +39,23 @@ class Settings(BaseSettings):
     scp_metrics_port: int = Field(9112, description="Prometheus metrics of the SCP; 0: off.")
     worker_metrics_port: int = Field(9113, description="Prometheus metrics of the worker; 0: off.")
 
+    public_url: str | None = Field(
+        None, description="Base URL clients use (behind a proxy), for absolute URLs in answers."
+    )
     api_host: str = "127.0.0.1"
     api_port: int = 8080
     qido_max_limit: int = Field(1000, description="Most results one QIDO-RS response returns.")
     qido_default_limit: int = Field(100, description="QIDO-RS results when no limit is given.")
+    api_outbox_path: Path | None = Field(
+        None, description="API (STOW-RS) outbox; default state_dir/outbox-api.db."
+    )
+    stow_spool_path: Path | None = Field(
+        None, description="STOW-RS parts are spooled here (unnamed files); default state_dir/spool."
+    )
+    stow_max_part_bytes: int = Field(
+        4 * 2**30, description="Largest STOW-RS body part (one instance); larger parts fail."
+    )
+    stow_max_body_bytes: int = Field(64 * 2**30, description="Largest STOW-RS request body (413).")
 
     kafka_bootstrap: str | None = Field(None, description="External broker; unset starts one.")
     postgres_dsn: str | None = Field(None, description="External PostgreSQL; unset starts one.")
@@ -94,6 +107,14 @@ class Settings(BaseSettings):
     @property
     def outbox_file(self) -> Path:
         return (self.outbox_path or self.state_dir / "outbox.db").resolve()
+
+    @property
+    def api_outbox_file(self) -> Path:
+        return (self.api_outbox_path or self.state_dir / "outbox-api.db").resolve()
+
+    @property
+    def stow_spool_dir(self) -> Path:
+        return (self.stow_spool_path or self.state_dir / "spool").resolve()
 
     @property
     def kafka_servers(self) -> str:

@@ -3,7 +3,7 @@
 import asyncio
 import logging
 
-from dicomflow.core.cache import series_metadata_key
+from dicomflow.core.cache import series_metadata_key, study_series_key
 from dicomflow.streams.app import app
 from dicomflow.streams.progress import (
     instance_key,
@@ -51,7 +51,8 @@ async def forget_cached_metadata(event: StorageEvent) -> None:
     """A series that changed must not be served from its cached metadata."""
     try:
         await resources().redis.delete(
-            series_metadata_key(event.tenant_id, event.study_uid, event.series_uid)
+            series_metadata_key(event.tenant_id, event.study_uid, event.series_uid),
+            study_series_key(event.tenant_id, event.study_uid),
         )
     except Exception as exc:  # Redis is a cache: the API checks freshness in PostgreSQL too
         log.warning("could not invalidate the cached metadata of %s: %s", event.series_uid, exc)

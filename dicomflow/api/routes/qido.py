@@ -14,7 +14,7 @@ from fastapi.responses import Response
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 
-from dicomflow.api.deps import SeriesUID, State, StudyUID, Tenant
+from dicomflow.api.deps import SeriesUID, State, StudyUID, Tenant, public_origin
 from dicomflow.api.negotiation import accepts_json
 from dicomflow.api.qido_sql import Level, QidoQuery, QueryError, build_select, parse_query
 from dicomflow.api.state import ApiState
@@ -89,7 +89,7 @@ async def _search(
         raise HTTPException(400, str(exc)) from exc
     sql, args = build_select(query, tenant)
     rows = await state.pool.fetch(sql, *args)
-    base = str(request.base_url).rstrip("/") + (
+    base = public_origin(request) + (
         tenant_base(tenant) if "tenant" in request.path_params else DICOMWEB_PREFIX
     )
     body = await asyncio.to_thread(_results_json, query, rows[: query.limit], base)

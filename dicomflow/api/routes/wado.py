@@ -7,14 +7,14 @@ import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
 
 import asyncpg
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import Response, StreamingResponse
 from pydicom.uid import ExplicitVRLittleEndian
 
 from dicomflow.api import queries
 from dicomflow.api.bulkdata import bulk_value, parse_path
 from dicomflow.api.deps import InstanceUID, SeriesUID, State, StudyUID, Tenant
-from dicomflow.api.metadata import series_metadata
+from dicomflow.api.metadata import metadata_response, series_metadata, study_series
 from dicomflow.api.multipart import Part
 from dicomflow.api.negotiation import Choice, choose_frame_media
 from dicomflow.api.pixels import PIXEL_DATA, StoredPixels
@@ -35,7 +35,6 @@ from dicomflow.api.routes.wado_common import Accept, http_errors, instance_key, 
 from dicomflow.api.transcode import as_stored_only, can_transcode
 from dicomflow.core.series_metadata import build_series_metadata
 
-DICOM_JSON = "application/dicom+json"
 INSTANCE = "/studies/{study}/series/{series}/instances/{instance}"
 
 PartsOf = Callable[[StoredPixels, Choice], AsyncIterator[Part]]
@@ -45,28 +44,35 @@ router.include_router(rendered.router)
 
 
 @router.get("/studies/{study}/metadata")
-async def study_metadata(state: State, tenant: Tenant, study: StudyUID) -> Response:
-    series_uids = await queries.study_series(state.pool, tenant, study)
+async def study_metadata(
+    request: Request, state: State, tenant: Tenant, study: StudyUID
+) -> Response:
+    series_uids = await study_series(state, tenant, study)
     bodies = [await series_metadata(state, tenant, study, series) for series in series_uids]
     bodies = [body for body in bodies if body and body != b"[]"]
     if not bodies:
         raise HTTPException(404, f"study {study} not found")
-    return Response(b"[" + b",".join(body[1:-1] for body in bodies) + b"]", media_type=DICOM_JSON)
+    return metadata_response(request, b"[" + b",".join(body[1:-1] for body in bodies) + b"]")
 
 
 @router.get("/studies/{study}/series/{series}/metadata")
 async def series_metadata_route(
-    state: State, tenant: Tenant, study: StudyUID, series: SeriesUID
+    request: Request, state: State, tenant: Tenant, study: StudyUID, series: SeriesUID
 ) -> Response:
     body = await series_metadata(state, tenant, study, series)
     if body is None:
         raise HTTPException(404, f"series {series} of study {study} not found")
-    return Response(body, media_type=DICOM_JSON)
+    return metadata_response(request, body)
 
 
 @router.get(INSTANCE + "/metadata")
 async def instance_metadata(
-    state: State, tenant: Tenant, study: StudyUID, series: SeriesUID, instance: InstanceUID
+    request: Request,
+    state: State,
+    tenant: Tenant,
+    study: StudyUID,
+    series: SeriesUID,
+    instance: InstanceUID,
 ) -> Response:
     row = await queries.instance(state.pool, tenant, study, series, instance)
     if row is None:
@@ -74,7 +80,7 @@ async def instance_metadata(
     body = await asyncio.to_thread(
         build_series_metadata, state.storage, tenant, [(study, series, instance, row["file_path"])]
     )
-    return Response(body, media_type=DICOM_JSON)
+    return metadata_response(request, body)
 
 
 @router.get("/studies/{study}")
