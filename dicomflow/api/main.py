@@ -1,5 +1,6 @@
 """The DICOMweb service: lifespan opens the pool, Redis and Kafka once; routers mounted once."""
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -13,12 +14,14 @@ from fastapi.middleware.gzip import GZipMiddleware
 from prometheus_client import make_asgi_app
 
 from dicomflow.api.access_log import AccessLogMiddleware, AccessLogPublisher
-from dicomflow.api.routes import health, qido, wado
+from dicomflow.api.routes import health, qido, stow, wado
 from dicomflow.api.state import ApiState
 from dicomflow.core.db import create_pool
 from dicomflow.core.settings import Settings
 from dicomflow.core.storage import LocalStorage
 from dicomflow.core.urls import DICOMWEB_PREFIX
+from dicomflow.ingest.publisher import EventPublisher
+from dicomflow.ingest.store import InstanceStore
 
 log = logging.getLogger(__name__)
 
@@ -47,19 +50,25 @@ def create_app(settings: Settings) -> FastAPI:
             await kafka.bootstrap()
         except KafkaError as exc:
             log.warning("Kafka unreachable at start-up (%s); readiness will report it", exc)
+        settings.stow_spool_dir.mkdir(parents=True, exist_ok=True)
+        publisher = EventPublisher(settings, settings.api_outbox_file)
+        await asyncio.to_thread(publisher.start)
+        storage = LocalStorage(settings.storage_dir)
         state = ApiState(
             settings=settings,
             pool=await create_pool(settings),
             redis=aioredis.from_url(settings.redis_location, socket_timeout=2),
             kafka=kafka,
-            storage=LocalStorage(settings.storage_dir),
+            storage=storage,
             json_storage=LocalStorage(settings.json_dir),
+            instances=InstanceStore(settings, storage, publisher),
         )
         app.state.api = state
         access_log.start()
         yield
         await access_log.stop()
         await state.close()
+        await asyncio.to_thread(publisher.stop)
 
     access_log = AccessLogPublisher(settings.kafka_servers)
     app = FastAPI(title="dicomflow DICOMweb", lifespan=lifespan)
@@ -72,6 +81,7 @@ def create_app(settings: Settings) -> FastAPI:
     dicomweb = APIRouter()
     dicomweb.include_router(wado.router)
     dicomweb.include_router(qido.router)
+    dicomweb.include_router(stow.router)
     app.include_router(dicomweb, prefix=DICOMWEB_PREFIX)
     app.include_router(dicomweb, prefix="/tenants/{tenant}" + DICOMWEB_PREFIX)
     return app

@@ -11,6 +11,7 @@ from aiokafka.errors import KafkaError
 
 from dicomflow.core.settings import Settings
 from dicomflow.core.storage import LocalStorage
+from dicomflow.ingest.store import InstanceStore
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +24,7 @@ class ApiState:
     kafka: AIOKafkaClient
     storage: LocalStorage
     json_storage: LocalStorage
+    instances: InstanceStore  # STOW-RS: the SCP's write-and-publish path, on the API's outbox
 
     async def kafka_reachable(self, timeout: float = 2.0) -> bool:
         try:

@@ -2,9 +2,13 @@
 
 import io
 import logging
+import os
 import struct
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import partial
+from typing import BinaryIO
 
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
@@ -27,6 +31,10 @@ DATASET_MISMATCH = 0xA900
 CANNOT_UNDERSTAND = 0xC000
 UNDEFINED_LENGTH = 0xFFFFFFFF
 SEQUENCE_DELIMITERS = (b"\xfe\xff\xdd\xe0\x00\x00\x00\x00", b"\xff\xfe\xe0\xdd\x00\x00\x00\x00")
+COPY_CHUNK = 1 << 20
+
+# A Part-10 encoded instance: its bytes, or a seekable file holding them (a spooled STOW-RS part).
+Part10 = bytes | BinaryIO
 
 
 class Rejected(Exception):
@@ -64,13 +72,16 @@ class InstanceStore:
 
     def store(
         self,
-        part10: bytes,
+        part10: Part10,
         origin: Origin,
         expected_sop_class: str | None = None,
         skip_identical: bool = False,
     ) -> StorageEvent:
         """Store one instance; raise Rejected with a DICOM status when it cannot be, and
-        AlreadyStored when `skip_identical` and the same bytes are stored already."""
+        AlreadyStored when `skip_identical` and the same bytes are stored already.
+
+        A file is read from its start in chunks, never whole; `skip_identical` needs bytes.
+        """
         try:
             return self._store(part10, origin, expected_sop_class, skip_identical)
         except Rejected as exc:
@@ -79,15 +90,19 @@ class InstanceStore:
             raise
 
     def _store(
-        self, part10: bytes, origin: Origin, expected_sop_class: str | None, skip_identical: bool
+        self, part10: Part10, origin: Origin, expected_sop_class: str | None, skip_identical: bool
     ) -> StorageEvent:
         header = _parse(part10)
         location, sop_uid = _validate(header, expected_sop_class, origin.tenant)
         key = location.instance_key(sop_uid)
-        if skip_identical and self._storage.has_identical(key, part10):
+        if (
+            skip_identical
+            and isinstance(part10, bytes)
+            and self._storage.has_identical(key, part10)
+        ):
             raise AlreadyStored(key)
         try:
-            size = self._storage.write_atomic(key, [part10])
+            size = self._storage.write_atomic(key, _chunks(part10))
         except OSError as exc:
             raise Rejected(
                 OUT_OF_RESOURCES, "write_failed", f"cannot write the file: {exc}"
@@ -118,11 +133,13 @@ class InstanceStore:
         return event
 
 
-def _parse(part10: bytes) -> Dataset:
+def _parse(part10: Part10) -> Dataset:
     """Walk the whole data set (values of large elements are skipped, not read) and check it
     is complete; return it as the header."""
+    source = io.BytesIO(part10) if isinstance(part10, bytes) else part10
     try:
-        header = read_header(io.BytesIO(part10))
+        source.seek(0)
+        header = read_header(source)
     except (
         InvalidDicomError,
         EOFError,
@@ -138,11 +155,27 @@ def _parse(part10: bytes) -> Dataset:
     if "TransferSyntaxUID" not in header.file_meta:
         raise Rejected(CANNOT_UNDERSTAND, "unparsable", "no transfer syntax in the file meta")
     if header.file_meta.TransferSyntaxUID != DeflatedExplicitVRLittleEndian:
-        _check_complete(header, part10)
+        _check_complete(header, *_size_and_tail(part10))
     return header
 
 
-def _check_complete(header: Dataset, part10: bytes) -> None:
+def _size_and_tail(part10: Part10) -> tuple[int, bytes]:
+    """The encoded instance's size and its last 8 bytes (where a sequence delimiter would be)."""
+    if isinstance(part10, bytes):
+        return len(part10), part10[-8:]
+    size = part10.seek(0, os.SEEK_END)
+    part10.seek(max(0, size - 8))
+    return size, part10.read(8)
+
+
+def _chunks(part10: Part10) -> Iterable[bytes]:
+    if isinstance(part10, bytes):
+        return (part10,)
+    part10.seek(0)
+    return iter(partial(part10.read, COPY_CHUNK), b"")
+
+
+def _check_complete(header: Dataset, size: int, tail: bytes) -> None:
     """A truncated data set loses its last element: it must end exactly where the data ends.
 
     pydicom tolerates truncation while parsing; this checks the last element's extent
@@ -154,9 +187,9 @@ def _check_complete(header: Dataset, part10: bytes) -> None:
     if not isinstance(last, RawDataElement) or last.value_tell is None:
         return
     if last.length == UNDEFINED_LENGTH:
-        complete = part10.endswith(SEQUENCE_DELIMITERS)
+        complete = tail in SEQUENCE_DELIMITERS
     else:
-        complete = last.value_tell + last.length == len(part10)
+        complete = last.value_tell + last.length == size
     if not complete:
         raise Rejected(
             CANNOT_UNDERSTAND,
