@@ -22,9 +22,13 @@ _LONG_VRS = {
 
 def dataset_bytes(path: Path) -> bytes:
     """The bytes after the preamble, the `DICM` prefix and the file meta group (explicit VR LE)."""
-    data = path.read_bytes()
+    return dataset_bytes_of(path.read_bytes())
+
+
+def dataset_bytes_of(data: bytes) -> bytes:
+    """`dataset_bytes` of a Part-10 file held in memory."""
     if data[128:132] != b"DICM":
-        raise ValueError(f"{path} is not a Part-10 file")
+        raise ValueError("not a Part-10 file")
     offset = 132
     while offset + 8 <= len(data):
         group, _element = struct.unpack_from("<HH", data, offset)

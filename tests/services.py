@@ -75,7 +75,12 @@ class RunningServices:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        waits = {"api": self._api_ready, "scp": self._scp_ready, "worker": self._worker_ready}
+        waits = {
+            "api": self._api_ready,
+            "scp": self._scp_ready,
+            "worker": self._worker_ready,
+            "analytics-sink": self._analytics_sink_ready,
+        }
         wait_for(waits[name], 90, 0.2, f"{name} to be ready (log: {self.log(name)})")
 
     def stop(self, name: str | None = None, sig: int = signal.SIGTERM) -> None:
@@ -104,6 +109,10 @@ class RunningServices:
         self._check_alive("worker")
         return b"Worker ready" in self.log("worker").read_bytes()
 
+    def _analytics_sink_ready(self) -> bool:
+        self._check_alive("analytics-sink")
+        return b"Worker ready" in self.log("analytics-sink").read_bytes()
+
     def _check_alive(self, name: str) -> None:
         code = self.processes[name].poll()
         if code is not None:
@@ -117,6 +126,14 @@ def start_services(env: dict[str, str], run_dir: Path) -> RunningServices:
     for name in ("worker", "scp", "api"):
         services.start(name)
     return services
+
+
+def rss_bytes(pid: int) -> int:
+    """A process's resident memory, from /proc."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"no VmRSS for process {pid}")
 
 
 def _dcmtk_env() -> dict[str, str]:

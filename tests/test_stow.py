@@ -29,7 +29,7 @@ from dicomflow.ingest.publisher import EventPublisher
 from dicomflow.ingest.store import InstanceStore, Origin
 from tests.dicom_factory import make_ct
 from tests.kafka_helpers import read_topic
-from tests.services import RunningServices, wait_for
+from tests.services import RunningServices, rss_bytes, wait_for
 
 DICOM = "application/dicom"
 DICOM_JSON = "application/dicom+json"
@@ -110,13 +110,6 @@ def spool_fds(system: RunningServices) -> list[str]:
     """Spool files the API process holds open."""
     spool = Path(system.env["DICOMFLOW_STATE_DIR"]) / "spool"
     return open_files(system.processes["api"].pid, spool)
-
-
-def rss_bytes(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError(f"no VmRSS for process {pid}")
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from pydicom.uid import ExplicitVRLittleEndian
 
 from dicomflow.core.storage import study_date_folder
 from tests.dicom_factory import make_ct
-from tests.services import RunningServices, storescu, wait_for
+from tests.services import RunningServices, rss_bytes, storescu, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -325,13 +325,6 @@ def test_an_instance_is_retrievable_only_through_its_tenant(
 
 
 # --- streaming -------------------------------------------------------------------------------
-
-
-def rss_bytes(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError(f"no VmRSS for process {pid}")
 
 
 def test_a_large_series_is_streamed_in_bounded_memory(
