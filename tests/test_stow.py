@@ -29,7 +29,7 @@ from dicomflow.ingest.publisher import EventPublisher
 from dicomflow.ingest.store import InstanceStore, Origin
 from tests.dicom_factory import make_ct
 from tests.kafka_helpers import read_topic
-from tests.services import RunningServices, rss_bytes, wait_for
+from tests.services import RunningServices, async_wait_for, rss_bytes, wait_for
 
 DICOM = "application/dicom"
 DICOM_JSON = "application/dicom+json"
@@ -485,8 +485,14 @@ def big_parts(template: Dataset, uid_root: str, samples: list[int], pid: int) ->
         yield Part(DICOM, chunks(n))
 
 
+async def _count_is(url: str, expected: int) -> bool:
+    async with httpx.AsyncClient() as http:
+        response = await http.get(url)
+    return response.status_code == 200 and len(response.json()) == expected
+
+
 @e2e
-async def test_a_1gb_body_is_streamed_in_bounded_memory(
+async def test_a_1gb_body_and_its_1gb_series_are_streamed_in_bounded_memory(
     system: RunningServices, tmp_path: Path, uid_root: str
 ) -> None:
     template = ct(tmp_path, uid_root, 0, size=BIG_SIZE)
@@ -513,3 +519,25 @@ async def test_a_1gb_body_is_streamed_in_bounded_memory(
     print(f"API RSS: baseline {baseline / MB:.1f} MB, growth {growth / MB:.1f} MB")
     assert growth < 100 * MB
     assert spool_fds(system) == []
+
+    instances = f"{url}/{uid_root}.1/series/{uid_root}.1.2/instances?limit=1000"
+    await async_wait_for(
+        lambda: _count_is(instances, BIG_COUNT + 1), 120, 0.5, what="the series indexed"
+    )
+    retrieve_samples, received = [rss_bytes(pid)], 0
+    async with (
+        httpx.AsyncClient(timeout=300) as http,
+        http.stream(
+            "GET",
+            f"{url}/{uid_root}.1/series/{uid_root}.1.2",
+            headers={"Accept": 'multipart/related; type="application/dicom"; transfer-syntax=*'},
+        ) as retrieved,
+    ):
+        assert retrieved.status_code == 200
+        async for chunk in retrieved.aiter_bytes(SEND_CHUNK):
+            received += len(chunk)
+            retrieve_samples.append(rss_bytes(pid))
+    assert received > (BIG_COUNT + 1) * BIG_SIZE * BIG_SIZE * 2
+    growth = max(retrieve_samples) - baseline
+    print(f"API RSS while retrieving {received / MB:.0f} MB: growth {growth / MB:.1f} MB")
+    assert growth < 100 * MB
