@@ -122,9 +122,14 @@ class RunningServices:
 
 
 def start_services(env: dict[str, str], run_dir: Path) -> RunningServices:
+    """Start worker, SCP and API; if one fails, stop those already started, then fail."""
     services = RunningServices(env, run_dir)
-    for name in ("worker", "scp", "api"):
-        services.start(name)
+    try:
+        for name in ("worker", "scp", "api"):
+            services.start(name)
+    except BaseException:
+        services.stop()
+        raise
     return services
 
 

@@ -17,6 +17,7 @@ from dicomflow.core.cache import (
     series_metadata_key,
     study_series_key,
 )
+from dicomflow.core.index import series_instances
 from dicomflow.core.series_metadata import build_series_metadata
 from dicomflow.core.storage import SeriesLocation
 
@@ -69,7 +70,7 @@ async def series_metadata(
         else:
             await _cache_set(state, cache_key, body, SERIES_METADATA_TTL)
             return body
-    instances = await queries.series_instances(state.pool, tenant, study_uid, series_uid)
+    instances = await series_instances(state.pool, tenant, study_uid, series_uid)
     if not instances:
         return None
     return await asyncio.to_thread(build_series_metadata, state.storage, tenant, instances)

@@ -2,34 +2,7 @@
 
 import asyncpg
 
-InstanceRow = tuple[str, str, str, str]
-
-_INSTANCE_COLUMNS = "study_uid, series_uid, sop_uid, file_path"
 _ORDER = "ORDER BY series_uid, instance_number NULLS LAST, sop_uid"
-
-
-async def series_instances(
-    pool: asyncpg.Pool, tenant: str, study_uid: str, series_uid: str
-) -> list[InstanceRow]:
-    """`(study, series, sop, storage key)` of a series' instances, in instance-number order."""
-    rows = await pool.fetch(
-        f"SELECT {_INSTANCE_COLUMNS} FROM dicom_image_meta"
-        f" WHERE tenant_id = $1 AND study_uid = $2 AND series_uid = $3 {_ORDER}",
-        tenant,
-        study_uid,
-        series_uid,
-    )
-    return [tuple(r) for r in rows]
-
-
-async def study_instances(pool: asyncpg.Pool, tenant: str, study_uid: str) -> list[InstanceRow]:
-    rows = await pool.fetch(
-        f"SELECT {_INSTANCE_COLUMNS} FROM dicom_image_meta"
-        f" WHERE tenant_id = $1 AND study_uid = $2 {_ORDER}",
-        tenant,
-        study_uid,
-    )
-    return [tuple(r) for r in rows]
 
 
 async def instance(

@@ -8,6 +8,7 @@ import asyncio
 import logging
 
 from dicomflow.core.cache import SERIES_METADATA_TTL, series_metadata_key
+from dicomflow.core.index import series_instances
 from dicomflow.core.series_metadata import build_series_metadata
 from dicomflow.core.storage import SeriesLocation
 from dicomflow.streams.app import app
@@ -68,20 +69,12 @@ async def generate_or_retry_later(
 
 
 async def generate(res: Resources, event: StorageEvent, expected_instances: int) -> None:
-    pool = await res.pool()
-    rows = await pool.fetch(
-        "SELECT study_uid, series_uid, sop_uid, file_path FROM dicom_image_meta"
-        " WHERE tenant_id = $1 AND study_uid = $2 AND series_uid = $3"
-        " ORDER BY instance_number NULLS LAST, sop_uid",
-        event.tenant_id,
-        event.study_uid,
-        event.series_uid,
+    rows = await series_instances(
+        await res.pool(), event.tenant_id, event.study_uid, event.series_uid
     )
     if len(rows) < expected_instances:
         raise IncompleteSeries(f"{len(rows)} of {expected_instances} instances indexed")
-    body = await asyncio.to_thread(
-        build_series_metadata, res.storage, event.tenant_id, [tuple(r) for r in rows]
-    )
+    body = await asyncio.to_thread(build_series_metadata, res.storage, event.tenant_id, rows)
     location = SeriesLocation.of_instance_key(event.file_path)
     await asyncio.to_thread(res.json_storage.write_atomic, location.metadata_key, [body])
     try:

@@ -4,6 +4,7 @@ import asyncio
 import logging
 import time
 
+from dicomflow.core.index import count_series_instances
 from dicomflow.streams.app import app
 from dicomflow.streams.fanout import load_header
 from dicomflow.streams.progress import SeriesProgress, is_quiet, mark_stable, series_progress
@@ -40,13 +41,8 @@ async def indexed_instances(progress: SeriesProgress) -> int:
     identity, so once the indexer has caught up their count is the truth.
     """
     event = progress.last_event
-    pool = await resources().pool()
-    return await pool.fetchval(
-        "SELECT count(*) FROM dicom_image_meta"
-        " WHERE tenant_id = $1 AND study_uid = $2 AND series_uid = $3",
-        event.tenant_id,
-        event.study_uid,
-        event.series_uid,
+    return await count_series_instances(
+        await resources().pool(), event.tenant_id, event.study_uid, event.series_uid
     )
 
 

@@ -1,0 +1,32 @@
+"""Queries on the instance index that both the API and the stream jobs make."""
+
+import asyncpg
+
+InstanceRow = tuple[str, str, str, str]
+
+
+async def series_instances(
+    pool: asyncpg.Pool, tenant: str, study_uid: str, series_uid: str
+) -> list[InstanceRow]:
+    """`(study, series, sop, storage key)` of a series' instances, in instance-number order."""
+    rows = await pool.fetch(
+        "SELECT study_uid, series_uid, sop_uid, file_path FROM dicom_image_meta"
+        " WHERE tenant_id = $1 AND study_uid = $2 AND series_uid = $3"
+        " ORDER BY instance_number NULLS LAST, sop_uid",
+        tenant,
+        study_uid,
+        series_uid,
+    )
+    return [tuple(r) for r in rows]
+
+
+async def count_series_instances(
+    pool: asyncpg.Pool, tenant: str, study_uid: str, series_uid: str
+) -> int:
+    return await pool.fetchval(
+        "SELECT count(*) FROM dicom_image_meta"
+        " WHERE tenant_id = $1 AND study_uid = $2 AND series_uid = $3",
+        tenant,
+        study_uid,
+        series_uid,
+    )
