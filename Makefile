@@ -12,7 +12,13 @@ $(BIN)/.installed: pyproject.toml stack/install-system.sh
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@
 
-setup: $(BIN)/.installed
+# The OHIF viewer the API serves at /viewer/: the pinned prebuilt package, into viewer/dist.
+VIEWER := viewer/dist/.installed
+$(VIEWER): viewer/package.json viewer/install.sh $(BIN)/.installed
+	bash viewer/install.sh
+	touch $@
+
+setup: $(BIN)/.installed $(VIEWER)
 
 run: setup
 	$(BIN)/dicomflow run
@@ -34,3 +40,11 @@ stack-down: setup
 
 clean: stack-down
 	rm -rf .stack
+
+# Benchmarks against Orthanc from Debian (bench/README.md): several minutes, servers of their own.
+.PHONY: bench
+bench: setup
+	bash bench/install.sh
+	$(BIN)/python bench/make_corpus.py
+	$(BIN)/python bench/cstore.py
+	$(BIN)/python bench/dicomweb.py

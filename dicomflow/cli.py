@@ -10,7 +10,7 @@ from pathlib import Path
 
 from dicomflow.core.settings import Settings
 
-SERVICES = ("scp", "worker", "api")
+SERVICES = ("scp", "worker", "api", "analytics-sink")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,6 +22,8 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("scp", help="run the Storage SCP")
     commands.add_parser("worker", help="run the Faust stream worker")
     commands.add_parser("api", help="run the DICOMweb API")
+    commands.add_parser("analytics-sink", help="run the analytics sink (topics -> SQL tables)")
+    _analytics_parser(commands)
     commands.add_parser("run", help="run the stack and every service in the foreground")
     importer = commands.add_parser("import", help="import DICOM files and folders")
     importer.add_argument("paths", nargs="+", type=Path, help="files or folders")
@@ -47,10 +49,45 @@ def main(argv: list[str] | None = None) -> int:
         from dicomflow.api.main import serve as serve_api
 
         serve_api(settings)
+    elif args.command == "analytics-sink":
+        from dicomflow.analytics.main import run_sink
+
+        run_sink(settings, args.log_level)
+    elif args.command == "analytics":
+        return _analytics(settings, args)
     elif args.command == "run":
         return _run_all(settings)
     elif args.command == "import":
         return _import(settings, args.paths, args.tenant, args.workers)
+    return 0
+
+
+def _analytics_parser(commands: argparse._SubParsersAction) -> None:
+    from dicomflow.analytics.queries import query_names
+
+    analytics = commands.add_parser("analytics", help="the analytics tables and queries")
+    actions = analytics.add_subparsers(dest="action", required=True)
+    actions.add_parser("init", help="create the analytics tables (idempotent)")
+    query = actions.add_parser("query", help="run one of the queries in sql/analytics/")
+    query.add_argument("name", choices=query_names())
+
+
+def _analytics(settings: Settings, args: argparse.Namespace) -> int:
+    import pymysql
+
+    from dicomflow.analytics.queries import description, format_table, run_query
+    from dicomflow.analytics.schema import apply_schema
+
+    try:
+        if args.action == "init":
+            for path in apply_schema(settings):
+                print(f"applied {path.name}")
+        else:
+            table = format_table(*run_query(settings, args.name))
+            print(description(args.name) + "\n\n" + table)
+    except pymysql.MySQLError as exc:
+        print(f"analytics target ({settings.analytics_dialect}): {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -2,7 +2,10 @@
 # Installs the Debian packages dicomflow's local stack and tests need, when any is missing.
 set -euo pipefail
 
-packages=(postgresql redis-server mariadb-server dcmtk default-jre-headless maven)
+# chromium and the CJK fonts: the viewer's end-to-end test (headless) and its screenshots;
+# npm: fetches the viewer (viewer/install.sh).
+packages=(postgresql redis-server mariadb-server dcmtk default-jre-headless maven chromium
+  fonts-noto-cjk npm)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" \
@@ -14,6 +17,10 @@ if command -v java >/dev/null 2>&1; then
 fi
 if command -v mvn >/dev/null 2>&1; then
   missing=("${missing[@]/maven}")
+fi
+# Node.js and npm may come from elsewhere too (e.g. NodeSource): only the npm command is needed.
+if command -v npm >/dev/null 2>&1; then
+  missing=("${missing[@]/npm}")
 fi
 missing=($(printf '%s\n' "${missing[@]}" | grep -v '^$' || true))
 [ ${#missing[@]} -eq 0 ] && exit 0

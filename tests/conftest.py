@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from dicomflow.core.settings import Settings
-from tests.services import RunningServices, start_services
+from tests.services import DCMTK_BIN, RunningServices, start_services
 
 ROOT = Path(__file__).resolve().parents[1]
 OUTPUT = ROOT / "test-output"
@@ -118,4 +118,5 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     for tool in ("storescu", "echoscu"):
-        assert shutil.which(tool), f"{tool} (dcmtk) is not installed: run `make setup`"
+        path = DCMTK_BIN / tool
+        assert path.is_file(), f"{path} (dcmtk) is not installed: run `make setup`"

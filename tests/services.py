@@ -14,6 +14,8 @@ from typing import TypeVar
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
+# dcmtk's tools from Debian, by path: pynetdicom installs its own `storescu`/`echoscu` in the venv.
+DCMTK_BIN = Path("/usr/bin")
 T = TypeVar("T")
 
 
@@ -147,7 +149,7 @@ def _dcmtk_env() -> dict[str, str]:
 
 def echoscu(port: int, called_ae: str = "DICOMFLOW") -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        ["echoscu", "-aec", called_ae, "127.0.0.1", str(port)],
+        [str(DCMTK_BIN / "echoscu"), "-aec", called_ae, "127.0.0.1", str(port)],
         capture_output=True,
         text=True,
         env=_dcmtk_env(),
@@ -161,7 +163,7 @@ def storescu(
     """Send `files` on one association; the `-v` output lists each response status."""
     return subprocess.run(
         [
-            "storescu",
+            str(DCMTK_BIN / "storescu"),
             "-v",
             "-aec",
             called_ae,

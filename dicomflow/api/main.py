@@ -10,11 +10,12 @@ import uvicorn
 from aiokafka import AIOKafkaClient
 from aiokafka.errors import KafkaError
 from fastapi import APIRouter, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.middleware.gzip import GZipMiddleware
 from prometheus_client import make_asgi_app
 
 from dicomflow.api.access_log import AccessLogMiddleware, AccessLogPublisher
-from dicomflow.api.routes import health, qido, stow, wado
+from dicomflow.api.routes import health, qido, stow, viewer, wado
 from dicomflow.api.state import ApiState
 from dicomflow.core.db import create_pool
 from dicomflow.core.settings import Settings
@@ -72,7 +73,18 @@ def create_app(settings: Settings) -> FastAPI:
 
     access_log = AccessLogPublisher(settings.kafka_servers)
     app = FastAPI(title="dicomflow DICOMweb", lifespan=lifespan)
-    app.add_middleware(GZipMiddleware, minimum_size=1024, exclude_content_types=NOT_COMPRESSED)
+    app.add_middleware(
+        GZipMiddleware, minimum_size=1024, compresslevel=5, exclude_content_types=NOT_COMPRESSED
+    )
+    if settings.cors_origins:
+        # Inside the access log (preflights are logged too), outside every route.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=settings.cors_methods,
+            allow_headers=settings.cors_headers,
+            expose_headers=["Content-Location", "Location", "Warning"],
+        )
     app.add_middleware(
         AccessLogMiddleware, publisher=lambda: access_log, default_tenant=settings.default_tenant
     )
@@ -84,6 +96,9 @@ def create_app(settings: Settings) -> FastAPI:
     dicomweb.include_router(stow.router)
     app.include_router(dicomweb, prefix=DICOMWEB_PREFIX)
     app.include_router(dicomweb, prefix="/tenants/{tenant}" + DICOMWEB_PREFIX)
+    viewer_routes = viewer.create_router(settings)
+    app.include_router(viewer_routes)
+    app.include_router(viewer_routes, prefix="/tenants/{tenant}")
     return app
 
 

@@ -2,6 +2,7 @@
 
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -56,11 +57,34 @@ class Settings(BaseSettings):
         4 * 2**30, description="Largest STOW-RS body part (one instance); larger parts fail."
     )
     stow_max_body_bytes: int = Field(64 * 2**30, description="Largest STOW-RS request body (413).")
+    viewer_dir: Path = Field(
+        Path("viewer/dist"), description="The OHIF viewer served at /viewer/ (make setup)."
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list, description="Origins browsers may call the API from; empty: off."
+    )
+    cors_methods: list[str] = Field(
+        default_factory=lambda: ["GET", "POST"], description="HTTP methods allowed by CORS."
+    )
+    cors_headers: list[str] = Field(
+        default_factory=lambda: ["Accept", "Authorization", "Content-Type", "X-Tenant"],
+        description="Request headers allowed by CORS.",
+    )
 
     kafka_bootstrap: str | None = Field(None, description="External broker; unset starts one.")
     postgres_dsn: str | None = Field(None, description="External PostgreSQL; unset starts one.")
     redis_url: str | None = Field(None, description="External Redis; unset starts one.")
     mysql_dsn: str | None = Field(None, description="External MySQL-protocol analytics target.")
+    analytics_dialect: Literal["mariadb", "mysql", "doris"] = Field(
+        "mariadb", description="SQL dialect of the analytics target (mysql_url)."
+    )
+    analytics_batch_rows: int = Field(500, description="Most rows the sink writes per statement.")
+    analytics_batch_seconds: float = Field(
+        1.0, description="Longest wait, in seconds, for a sink batch to fill."
+    )
+    analytics_metrics_port: int = Field(
+        9114, description="Prometheus metrics of the analytics sink; 0: off."
+    )
 
     kafka_port: int = 19092
     kafka_controller_port: int = 19093
@@ -124,6 +148,13 @@ class Settings(BaseSettings):
     def postgres_url(self) -> str:
         return (
             self.postgres_dsn or f"postgresql://dicomflow@127.0.0.1:{self.postgres_port}/dicomflow"
+        )
+
+    @property
+    def mysql_url(self) -> str:
+        """The analytics target: `mysql://user:password@host:port/database`."""
+        return (
+            self.mysql_dsn or f"mysql://dicomflow:dicomflow@127.0.0.1:{self.mariadb_port}/dicomflow"
         )
 
     @property

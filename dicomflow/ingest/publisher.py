@@ -79,7 +79,7 @@ class EventPublisher:
             # send to an unreachable broker would never fail over to the outbox. One batch in
             # flight per partition keeps the order; consumers are idempotent.
             enable_idempotence=False,
-            linger_ms=2,
+            linger_ms=0,  # each C-STORE waits for its own event: nothing to batch with
             request_timeout_ms=self._settings.publish_timeout_ms,
             client_id=f"dicomflow-scp-{self._settings.node_id}",
         )

@@ -1,4 +1,5 @@
-"""`dicomflow stack up|down|status`: the local services, the topics and the migrations."""
+"""`dicomflow stack up|down|status`: the local services, the topics, the migrations and the
+local analytics tables."""
 
 import asyncio
 import logging
@@ -6,6 +7,7 @@ import logging
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
+from dicomflow.analytics.schema import apply_schema
 from dicomflow.core.settings import Settings
 from dicomflow.core.topics import TOPICS
 from dicomflow.stack.migrations import apply_migrations
@@ -31,7 +33,8 @@ def services(settings: Settings) -> list[LocalService]:
 
 
 def up(settings: Settings) -> list[str]:
-    """Start what is not running, create topics, apply migrations; return what this call started."""
+    """Start what is not running, create topics, apply migrations, create the analytics tables
+    in the local MariaDB; return what this call started."""
     started = []
     for service in services(settings):
         if service.start():
@@ -41,6 +44,8 @@ def up(settings: Settings) -> list[str]:
             service.create_database()
     asyncio.run(create_topics(settings))
     asyncio.run(apply_migrations(settings.postgres_url))
+    if settings.mysql_dsn is None:  # an external target gets `dicomflow analytics init`
+        apply_schema(settings)
     return started
 
 

@@ -17,6 +17,7 @@ def configure(settings: Settings) -> faust.App:
             "topic_replication_factor": 1,
             "table_standby_replicas": 0,
             "producer_acks": -1,
+            "producer_linger": 0.005,  # batches the five messages each instance fans out to
             "consumer_auto_offset_reset": "earliest",
             "broker_commit_interval": 1.0,
             "broker_session_timeout": settings.worker_session_timeout,

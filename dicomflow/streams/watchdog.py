@@ -9,11 +9,14 @@ the events after it are processed again, which the idempotent writers absorb.
 
 import logging
 import time
+from collections.abc import Callable, Collection
 
+import faust
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from faust.types import TP
 
+from dicomflow.core.settings import Settings
 from dicomflow.core.topics import DICOM_IMAGE_QUEUE, DICOM_STATE_QUEUE, STORAGE_QUEUE
 from dicomflow.streams.app import app
 from dicomflow.streams.resources import resources
@@ -22,11 +25,11 @@ log = logging.getLogger(__name__)
 
 WATCHED_TOPICS = {STORAGE_QUEUE, DICOM_STATE_QUEUE, DICOM_IMAGE_QUEUE}
 CHECK_INTERVAL = 5.0
-_unchanged_since: dict[TP, tuple[int, float]] = {}
 
 
-async def committed_offsets() -> dict[TP, int]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=resources().settings.kafka_servers)
+async def committed_offsets(app: faust.App, kafka_servers: str) -> dict[TP, int]:
+    """The offsets `app`'s consumer group has committed."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_servers)
     await admin.start()
     try:
         offsets = await admin.list_consumer_group_offsets(app.conf.id)
@@ -35,31 +38,39 @@ async def committed_offsets() -> dict[TP, int]:
     return {TP(tp.topic, tp.partition): meta.offset for tp, meta in offsets.items()}
 
 
-@app.timer(CHECK_INTERVAL)
-async def reread_stuck_partitions() -> None:
-    stuck_seconds = resources().settings.worker_stuck_seconds
-    try:
-        committed = await committed_offsets()
-    except KafkaError as exc:
-        log.warning("cannot read the committed offsets: %s", exc)
-        return
-    now = time.monotonic()
-    for tp in app.consumer.assignment():
-        offset = committed.get(tp)
-        end = app.consumer.highwater(tp)
-        if tp.topic not in WATCHED_TOPICS or offset is None or end is None or end <= offset:
-            _unchanged_since.pop(tp, None)
-            continue
-        previous = _unchanged_since.get(tp)
-        if previous is None or previous[0] != offset:
-            _unchanged_since[tp] = (offset, now)
-        elif now - previous[1] >= stuck_seconds:
-            log.warning(
-                "%s: committed offset %d stuck for %.0fs below %d; reading again",
-                tp,
-                offset,
-                now - previous[1],
-                end,
-            )
-            await app.consumer.seek(tp, offset)
-            _unchanged_since[tp] = (offset, now)
+def watch(app: faust.App, topics: Collection[str], settings: Callable[[], Settings]) -> None:
+    """Add to `app` the timer that reads again its stuck partitions of `topics`."""
+    unchanged_since: dict[TP, tuple[int, float]] = {}
+
+    async def reread_stuck_partitions() -> None:
+        current = settings()
+        try:
+            committed = await committed_offsets(app, current.kafka_servers)
+        except KafkaError as exc:
+            log.warning("cannot read the committed offsets: %s", exc)
+            return
+        now = time.monotonic()
+        for tp in app.consumer.assignment():
+            offset = committed.get(tp)
+            end = app.consumer.highwater(tp)
+            if tp.topic not in topics or offset is None or end is None or end <= offset:
+                unchanged_since.pop(tp, None)
+                continue
+            previous = unchanged_since.get(tp)
+            if previous is None or previous[0] != offset:
+                unchanged_since[tp] = (offset, now)
+            elif now - previous[1] >= current.worker_stuck_seconds:
+                log.warning(
+                    "%s: committed offset %d stuck for %.0fs below %d; reading again",
+                    tp,
+                    offset,
+                    now - previous[1],
+                    end,
+                )
+                await app.consumer.seek(tp, offset)
+                unchanged_since[tp] = (offset, now)
+
+    app.timer(CHECK_INTERVAL)(reread_stuck_partitions)
+
+
+watch(app, WATCHED_TOPICS, lambda: resources().settings)

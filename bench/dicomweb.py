@@ -1,0 +1,486 @@
+"""DICOMweb latency: dicomflow against Orthanc + its DICOMweb plugin, same data, same machine.
+
+    .venv/bin/python bench/dicomweb.py [--reps 30] [--heavy-reps 10] [--series-reps 10] [--keep]
+
+Starts its own dicomflow stack and services and its own Orthanc (as bench/cstore.py does),
+loads both with the same two series of the corpus (500 CT instances in study 1, 50 in study
+2) over C-STORE, then times sequential requests with httpx on loopback (one keep-alive
+connection per server, one warm-up request before the N timed ones, median reported):
+
+- series metadata, 50 and 500 instances (`Accept: application/dicom+json`). dicomflow has
+  three paths, each measured on its own: on demand (series not stable yet: built from the
+  files on every request), precomputed and in Redis (warm: what a viewer gets once the
+  series is stable), precomputed file with the Redis entry removed before each request;
+- QIDO-RS studies by PatientID;
+- one instance (`multipart/related; type="application/dicom"; transfer-syntax=*`);
+- the whole 500-instance series (~263 MB, `multipart/related; type="application/dicom"` as
+  dicomweb-client's retrieve_series asks), streamed and discarded.
+
+Every operation runs twice: with the headers dicomweb-client 0.61.2 sends (through requests:
+`Accept-Encoding: gzip, deflate`; Orthanc then gzips DICOM payloads too), and with
+`Accept-Encoding: identity`. Times include reading (and decompressing) the whole body, as a
+client does. Nothing is asserted on times; every response is checked once for content.
+"""
+
+import argparse
+import asyncio
+import contextlib
+import shutil
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncpg
+import harness  # bench/ is on sys.path: these scripts run as files
+import httpx
+import make_corpus
+import orjson
+import redis
+from harness import BenchError, Dicomflow, Orthanc, log
+from make_corpus import CT50, CT500, Manifest
+
+from dicomflow.core.cache import series_metadata_key
+
+GZIP = "gzip, deflate"  # what requests (so dicomweb-client) sends by default
+IDENTITY = "identity"
+ENCODINGS = {"gzip": GZIP, "identity": IDENTITY}
+DICOM_JSON = "application/dicom+json"
+QIDO_ACCEPT = "application/dicom+json, application/json"  # dicomweb-client search_for_*
+INSTANCE_ACCEPT = 'multipart/related; type="application/dicom"; transfer-syntax=*'
+SERIES_ACCEPT = 'multipart/related; type="application/dicom"'  # dicomweb-client retrieve_series
+NEVER_STABLE = 86400.0  # phase 1: the worker indexes but never marks the series stable
+
+ON_DEMAND = "cold"  # on demand: the series is not stable yet, built from the files per request
+WARM = "warm"  # precomputed and in Redis: what viewers get once the series is stable
+FILE = "file"  # precomputed file, its Redis entry removed before each request
+PATHS = {
+    ON_DEMAND: "dicomflow cold = on demand: series not stable yet, built from files per request",
+    WARM: "dicomflow warm = precomputed when the series became stable, served from Redis",
+    FILE: "dicomflow file = precomputed file, Redis entry removed before each request",
+}
+
+
+@dataclass
+class Timing:
+    """Latencies of one operation on one server, in milliseconds."""
+
+    samples: list[float] = field(default_factory=list)
+    first_ms: float = 0.0  # the warm-up request, not in the median
+    wire_bytes: int = 0  # of the last response, as sent (compressed or not)
+    body_bytes: int = 0  # of the last response, decoded
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.samples)
+
+
+@dataclass
+class Row:
+    operation: str
+    encoding: str
+    dicomflow_path: str
+    dicomflow: Timing
+    orthanc: Timing
+
+
+class Checker:
+    """Content checks, run on the warm-up response only."""
+
+    @staticmethod
+    def json_array(length: int) -> Callable[[bytes, httpx.Response], None]:
+        def check(body: bytes, response: httpx.Response) -> None:
+            items = orjson.loads(body)
+            if not isinstance(items, list) or len(items) != length:
+                count = len(items) if isinstance(items, list) else type(items).__name__
+                raise BenchError(f"{response.url}: expected {length} objects, got {count}")
+
+        return check
+
+    @staticmethod
+    def multipart(parts: int) -> Callable[[bytes, httpx.Response], None]:
+        def check(body: bytes, response: httpx.Response) -> None:
+            found = count_parts(body, boundary_of(response))
+            if found != parts:
+                raise BenchError(f"{response.url}: expected {parts} parts, got {found}")
+
+        return check
+
+
+def boundary_of(response: httpx.Response) -> bytes:
+    content_type = response.headers.get("content-type", "")
+    for param in content_type.split(";")[1:]:
+        name, _, value = param.strip().partition("=")
+        if name.lower() == "boundary":
+            return b"--" + value.strip('"').encode()
+    raise BenchError(f"{response.url}: no multipart boundary in {content_type!r}")
+
+
+def count_parts(body: bytes, delimiter: bytes) -> int:
+    """Parts in a multipart body: delimiter lines minus the closing one."""
+    return body.count(b"\r\n" + delimiter) + body.startswith(delimiter) - 1
+
+
+class Client:
+    """Sequential timed GETs against one server over one keep-alive connection."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.http = httpx.Client(timeout=600, headers={"User-Agent": "dicomflow-bench"})
+
+    def close(self) -> None:
+        self.http.close()
+
+    def get(
+        self,
+        path: str,
+        accept: str,
+        encoding: str,
+        reps: int,
+        check: Callable[[bytes, httpx.Response], None] | None = None,
+        before_each: Callable[[], None] | None = None,
+        stream: bool = False,
+    ) -> Timing:
+        timing = Timing()
+        headers = {"Accept": accept, "Accept-Encoding": encoding}
+        for index in range(reps + 1):
+            if before_each is not None:
+                before_each()
+            keep_body = index == 0 and check is not None
+            started = time.perf_counter()
+            wire, body, response, kept = self._request(path, headers, stream, keep_body)
+            elapsed = (time.perf_counter() - started) * 1000
+            if index == 0:
+                timing.first_ms = elapsed
+                if check is not None:
+                    check(kept, response)
+            else:
+                timing.samples.append(elapsed)
+            timing.wire_bytes, timing.body_bytes = wire, body
+        return timing
+
+    def _request(
+        self, path: str, headers: dict[str, str], stream: bool, keep_body: bool
+    ) -> tuple[int, int, httpx.Response, bytes]:
+        url = self.base + path
+        if not stream:
+            response = self.http.get(url, headers=headers)
+            _raise_for_status(response)
+            return response.num_bytes_downloaded, len(response.content), response, response.content
+        with self.http.stream("GET", url, headers=headers) as response:
+            _raise_for_status(response)
+            kept = bytearray()
+            body = 0
+            for chunk in response.iter_bytes():
+                body += len(chunk)
+                if keep_body:
+                    kept += chunk
+            return response.num_bytes_downloaded, body, response, bytes(kept)
+
+
+def _raise_for_status(response: httpx.Response) -> None:
+    if response.status_code != 200:
+        response.read()
+        raise BenchError(f"GET {response.url}: {response.status_code} {response.text[:300]}")
+
+
+# ---------------------------------------------------------------- loading
+
+
+async def load(system: Dicomflow, orthanc: Orthanc, corpus: Path, series: list[Manifest]) -> None:
+    connection = await asyncpg.connect(system.postgres_dsn)
+    try:
+        for manifest in series:
+            folder = make_corpus.series_folder(corpus, manifest)
+            for port, ae, side in (
+                (system.ports.scp, harness.DICOMFLOW_AE, "dicomflow"),
+                (orthanc.ports.orthanc_dicom, harness.ORTHANC_AE, "Orthanc"),
+            ):
+                log(f"loading {manifest.count} instances into {side}")
+                result = await harness.storescu(folder, port, ae)
+                if result.successes != manifest.count:
+                    raise BenchError(f"{side}: {result.successes} of {manifest.count} stored")
+
+            async def indexed(manifest: Manifest = manifest) -> bool:
+                count = await harness.indexed_count(connection, manifest.study_uid)
+                return count >= manifest.count
+
+            await harness.wait_async(indexed, 600, "dicomflow to index the series")
+            stored = await asyncio.to_thread(orthanc.instances_in_study, manifest.study_uid)
+            if stored != manifest.count:
+                raise BenchError(f"Orthanc holds {stored} of {manifest.count} instances")
+    finally:
+        await connection.close()
+
+
+async def wait_precomputed(system: Dicomflow, series: list[Manifest]) -> None:
+    connection = await asyncpg.connect(system.postgres_dsn)
+    try:
+        for manifest in series:
+
+            async def ready(manifest: Manifest = manifest) -> bool:
+                return await harness.metadata_precomputed(
+                    connection, manifest.study_uid, manifest.series_uid
+                )
+
+            await harness.wait_async(ready, 600, "dicomflow's precomputed series metadata", 0.2)
+    finally:
+        await connection.close()
+
+
+# ---------------------------------------------------------------- measuring
+
+
+@dataclass
+class Bench:
+    system: Dicomflow
+    dicomflow: Client
+    orthanc: Client
+    reps: int
+    heavy_reps: int
+    series_reps: int
+    rows: list[Row] = field(default_factory=list)
+    orthanc_metadata: dict[tuple[str, str], Timing] = field(default_factory=dict)
+
+    def metadata_path(self, m: Manifest) -> str:
+        return f"/studies/{m.study_uid}/series/{m.series_uid}/metadata"
+
+    def metadata_reps(self, m: Manifest) -> int:
+        return self.heavy_reps if m.count > 100 else self.reps
+
+    def on_demand_metadata(self, series: list[Manifest]) -> list[Row]:
+        """Phase 1 (series not stable): dicomflow's on-demand path, and Orthanc's one path."""
+        rows = []
+        for m in series:
+            for name, encoding in ENCODINGS.items():
+                operation = f"series metadata, {m.count} inst."
+                log(f"{operation}, {name}: dicomflow on demand, then Orthanc")
+                reps, check = self.metadata_reps(m), Checker.json_array(m.count)
+                ours = self.dicomflow.get(self.metadata_path(m), DICOM_JSON, encoding, reps, check)
+                theirs = self.orthanc.get(self.metadata_path(m), DICOM_JSON, encoding, reps, check)
+                self.orthanc_metadata[(operation, name)] = theirs
+                rows.append(Row(operation, name, ON_DEMAND, ours, theirs))
+        return rows
+
+    def precomputed_metadata(self, series: list[Manifest]) -> list[Row]:
+        """Phase 2 (series stable, metadata written): Redis hit, and the file behind it."""
+        cache = redis.Redis.from_url(self.system.redis_url)
+        rows = []
+        try:
+            for m in series:
+                key = series_metadata_key(harness.TENANT, m.study_uid, m.series_uid)
+                for name, encoding in ENCODINGS.items():
+                    operation = f"series metadata, {m.count} inst."
+                    log(f"{operation}, {name}: dicomflow precomputed (Redis, then file)")
+                    reps, check = self.metadata_reps(m), Checker.json_array(m.count)
+                    path = self.metadata_path(m)
+                    theirs = self.orthanc_metadata[(operation, name)]
+                    cold = self.dicomflow.get(
+                        path, DICOM_JSON, encoding, reps, check, lambda key=key: cache.delete(key)
+                    )
+                    self.dicomflow.get(path, DICOM_JSON, encoding, 0)  # fills Redis again
+                    warm = self.dicomflow.get(path, DICOM_JSON, encoding, reps, check)
+                    rows.append(Row(operation, name, WARM, warm, theirs))
+                    rows.append(Row(operation, name, FILE, cold, theirs))
+        finally:
+            cache.close()
+        return rows
+
+    def both(
+        self,
+        operation: str,
+        encoding_name: str,
+        path: tuple[str, str],
+        accept: str,
+        reps: int,
+        check: Callable[[bytes, httpx.Response], None],
+        stream: bool = False,
+    ) -> Row:
+        log(f"{operation}, {encoding_name}: dicomflow, then Orthanc")
+        encoding = ENCODINGS[encoding_name]
+        ours = self.dicomflow.get(path[0], accept, encoding, reps, check, stream=stream)
+        theirs = self.orthanc.get(path[1], accept, encoding, reps, check, stream=stream)
+        return Row(operation, encoding_name, "", ours, theirs)
+
+    def the_rest(self, ct500: Manifest) -> list[Row]:
+        rows = []
+        qido = f"/studies?PatientID={ct500.patient_id}"
+        instance = (
+            f"/studies/{ct500.study_uid}/series/{ct500.series_uid}"
+            f"/instances/{ct500.sop_uids[len(ct500.sop_uids) // 2]}"
+        )
+        series = f"/studies/{ct500.study_uid}/series/{ct500.series_uid}"
+        for name in ENCODINGS:
+            rows.append(
+                self.both(
+                    "QIDO-RS studies?PatientID=",
+                    name,
+                    (qido, qido),
+                    QIDO_ACCEPT,
+                    self.reps,
+                    Checker.json_array(1),
+                )
+            )
+        for name in ENCODINGS:
+            rows.append(
+                self.both(
+                    "retrieve one instance",
+                    name,
+                    (instance, instance),
+                    INSTANCE_ACCEPT,
+                    self.reps,
+                    Checker.multipart(1),
+                )
+            )
+        for name in ENCODINGS:
+            rows.append(
+                self.both(
+                    f"retrieve series, {ct500.count} inst.",
+                    name,
+                    (series, series),
+                    SERIES_ACCEPT,
+                    self.series_reps,
+                    Checker.multipart(ct500.count),
+                    stream=True,
+                )
+            )
+        return rows
+
+
+# ---------------------------------------------------------------- report
+
+
+def print_table(rows: list[Row], encoding: str, title: str) -> None:
+    print()
+    print(title)
+    print(
+        f"{'operation':40} {'dicomflow ms':>12} {'Orthanc ms':>11} {'speed-up':>9} "
+        f"{'bytes sent dicomflow / Orthanc':>31}"
+    )
+    for row in rows:
+        if row.encoding != encoding:
+            continue
+        ratio = row.orthanc.median / row.dicomflow.median
+        wire = f"{_size(row.dicomflow.wire_bytes)} / {_size(row.orthanc.wire_bytes)}"
+        name = f"{row.operation} ({row.dicomflow_path})" if row.dicomflow_path else row.operation
+        print(
+            f"{name:40} {row.dicomflow.median:12.1f} {row.orthanc.median:11.1f} "
+            f"{ratio:8.2f}x {wire:>31}"
+        )
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--reps", type=int, default=30, help="timed requests, light operations")
+    parser.add_argument("--heavy-reps", type=int, default=10, help="500-instance metadata")
+    parser.add_argument("--series-reps", type=int, default=10, help="whole-series retrieve")
+    parser.add_argument("--corpus", type=Path, default=make_corpus.DEFAULT_FOLDER)
+    parser.add_argument("--keep", action="store_true", help="keep the servers' stored files")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="py-spy the dicomflow API while it is measured (slows it down)",
+    )
+    args = parser.parse_args(argv)
+    harness.stop_on_sigterm()
+    try:
+        harness.check_prerequisites()
+        if args.profile:
+            harness.py_spy()
+    except BenchError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    info = harness.machine()
+    print("DICOMweb benchmark: dicomflow vs Orthanc + DICOMweb plugin")
+    harness.print_machine(info)
+    log("corpus: generating what is missing")
+    phantom = make_corpus.Phantom()
+    ct500 = make_corpus.ensure_series(args.corpus, CT500, phantom)
+    ct50 = make_corpus.ensure_series(args.corpus, CT50, phantom)
+
+    ports = harness.Ports.from_environment()
+    run_dir = harness.new_run_dir("dicomweb")
+    try:
+        with contextlib.ExitStack() as stack:
+            system = stack.enter_context(
+                harness.dicomflow_running(ports, run_dir, stable_seconds=NEVER_STABLE)
+            )
+            orthanc = stack.enter_context(harness.orthanc_running(ports, run_dir))
+            asyncio.run(load(system, orthanc, args.corpus, [ct500, ct50]))
+            ours = Client(system.api_url + "/dicom-web")
+            stack.callback(ours.close)
+            theirs = Client(orthanc.url + "/dicom-web")
+            stack.callback(theirs.close)
+            bench = Bench(system, ours, theirs, args.reps, args.heavy_reps, args.series_reps)
+            if args.profile:
+                profile = harness.OUTPUT / f"profile-dicomweb-{time.strftime('%Y%m%d-%H%M%S')}"
+                print(f"profiling the API into {profile}: its figures are distorted")
+                stack.enter_context(harness.profiled({"api": system.pid("api")}, profile))
+            rows = bench.on_demand_metadata([ct50, ct500])
+            log("dicomflow: restarting the worker with DICOMFLOW_SERIES_STABLE_SECONDS=2")
+            system.stop("worker")
+            system.start("worker", series_stable_seconds="2")
+            asyncio.run(wait_precomputed(system, [ct50, ct500]))
+            rows += bench.precomputed_metadata([ct50, ct500])
+            rows += bench.the_rest(ct500)
+        rows.sort(key=lambda r: _order(r.operation))
+        print(f"\nload average at the end: {harness.loadavg()}")
+        print(
+            f"\nmedian of N sequential requests after one warm-up; N = {args.reps} "
+            f"(50-instance metadata, QIDO, one instance), {args.heavy_reps} (500-instance "
+            f"metadata), {args.series_reps} (series retrieve); speed-up = Orthanc / dicomflow "
+            "(above 1: dicomflow is faster)"
+        )
+        for legend in PATHS.values():
+            print(legend)
+        print_table(
+            rows,
+            "gzip",
+            "Headers as dicomweb-client 0.61.2 sends them: Accept-Encoding: gzip, deflate",
+        )
+        print_table(rows, "identity", "Accept-Encoding: identity")
+        data = {
+            "machine": info,
+            "reps": {"light": args.reps, "heavy": args.heavy_reps, "series": args.series_reps},
+            "rows": [
+                {
+                    "operation": r.operation,
+                    "encoding": r.encoding,
+                    "dicomflow_path": r.dicomflow_path,
+                    "dicomflow": vars(r.dicomflow),
+                    "orthanc": vars(r.orthanc),
+                }
+                for r in rows
+            ],
+        }
+        path = harness.write_results("dicomweb", data)
+        print(f"\nresults: {path}")
+    except BenchError as exc:
+        print(f"benchmark failed: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if not args.keep:
+            shutil.rmtree(run_dir, ignore_errors=True)
+    return 0
+
+
+def _order(operation: str) -> int:
+    for index, prefix in enumerate(
+        ("series metadata, 50 ", "series metadata, 500 ", "QIDO", "retrieve one", "retrieve series")
+    ):
+        if operation.startswith(prefix):
+            return index
+    return 99
+
+
+if __name__ == "__main__":
+    sys.exit(main())
