@@ -102,9 +102,6 @@ class LocalStorage:
     def read_bytes(self, key: str) -> bytes:
         return self._path(key).read_bytes()
 
-    def exists(self, key: str) -> bool:
-        return self._path(key).is_file()
-
     def has_identical(self, key: str, data: bytes) -> bool:
         """True when `key` holds exactly `data` (sizes compared first)."""
         path = self._path(key)
@@ -112,9 +109,6 @@ class LocalStorage:
             return path.stat().st_size == len(data) and path.read_bytes() == data
         except FileNotFoundError:
             return False
-
-    def size(self, key: str) -> int:
-        return self._path(key).stat().st_size
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)

@@ -52,10 +52,6 @@ class EventPublisher:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
 
-    @property
-    def outbox_depth(self) -> int:
-        return self._outbox.depth if self._outbox else 0
-
     def publish(self, topic: str, key: bytes, value: bytes) -> None:
         """Block until the event is durable in Kafka or in the outbox; else raise PublishFailed."""
         self._call(self._publish(topic, key, value))

@@ -2,7 +2,6 @@
 
 import datetime as dt
 import math
-from collections.abc import Iterable
 from typing import Any, BinaryIO
 
 import pydicom
@@ -226,7 +225,3 @@ def state_record(
 def series_key(tenant: str, study_uid: str, series_uid: str) -> str:
     """The partitioning key of every series-level message: `tenant|study_uid|series_uid`."""
     return f"{tenant}|{study_uid}|{series_uid}"
-
-
-def as_row(record: Any, columns: Iterable[str]) -> tuple[Any, ...]:
-    return tuple(getattr(record, column) for column in columns)
