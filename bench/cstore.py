@@ -284,17 +284,9 @@ def main(argv: list[str] | None = None) -> int:
         help="py-spy the dicomflow SCP and worker during repetition 1 (slows them down)",
     )
     args = parser.parse_args(argv)
-    harness.stop_on_sigterm()
-    try:
-        harness.check_prerequisites()
-        if args.profile:
-            harness.py_spy()
-    except BenchError as exc:
-        print(exc, file=sys.stderr)
+    info = harness.begin("C-STORE benchmark: dicomflow vs Orthanc", args.profile)
+    if info is None:
         return 2
-    info = harness.machine()
-    print("C-STORE benchmark: dicomflow vs Orthanc")
-    harness.print_machine(info)
 
     log("corpus: generating what is missing")
     phantom = make_corpus.Phantom()

@@ -391,17 +391,9 @@ def main(argv: list[str] | None = None) -> int:
         help="py-spy the dicomflow API while it is measured (slows it down)",
     )
     args = parser.parse_args(argv)
-    harness.stop_on_sigterm()
-    try:
-        harness.check_prerequisites()
-        if args.profile:
-            harness.py_spy()
-    except BenchError as exc:
-        print(exc, file=sys.stderr)
+    info = harness.begin("DICOMweb benchmark: dicomflow vs Orthanc + DICOMweb plugin", args.profile)
+    if info is None:
         return 2
-    info = harness.machine()
-    print("DICOMweb benchmark: dicomflow vs Orthanc + DICOMweb plugin")
-    harness.print_machine(info)
     log("corpus: generating what is missing")
     phantom = make_corpus.Phantom()
     ct500 = make_corpus.ensure_series(args.corpus, CT500, phantom)

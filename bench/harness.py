@@ -712,3 +712,20 @@ def new_run_dir(name: str) -> Path:
     shutil.rmtree(path, ignore_errors=True)
     path.mkdir(parents=True)
     return path
+
+
+def begin(title: str, profile: bool) -> dict[str, str] | None:
+    """Common start of a benchmark: SIGTERM handling, prerequisites, then the machine printed
+    and returned; None when a prerequisite is missing (the reason is printed)."""
+    stop_on_sigterm()
+    try:
+        check_prerequisites()
+        if profile:
+            py_spy()
+    except BenchError as exc:
+        print(exc, file=sys.stderr)
+        return None
+    info = machine()
+    print(title)
+    print_machine(info)
+    return info
