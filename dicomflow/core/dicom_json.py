@@ -6,10 +6,13 @@ with the element's path (`{tag}` or `{sequence tag}/{item index}/{tag}`...).
 
 from typing import Any
 
-from pydicom.dataelem import DataElement
+from pydicom.datadict import dictionary_VR
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 
 BULK_DATA_THRESHOLD = 1024
+PIXEL_DATA = 0x7FE00010
+UNDEFINED_LENGTH = 0xFFFFFFFF
 _BINARY_VRS = {"OB", "OD", "OF", "OL", "OV", "OW", "UN", "OB or OW", "US or OW", "US or SS or OW"}
 
 
@@ -27,14 +30,52 @@ def bulk_data_paths(ds: Dataset, prefix: str = "") -> dict[int, str]:
 
 
 def instance_json(ds: Dataset, instance_url: str) -> dict[str, Any]:
-    """The DICOM JSON object of one instance; bulk data as `{instance_url}/bulkdata/{path}`."""
+    """The DICOM JSON object of one instance; bulk data as `{instance_url}/bulkdata/{path}`.
+
+    Top-level binary values that were not read (`dcmread(defer_size=...)`, e.g. Pixel Data)
+    become BulkDataURIs from their header alone: their bytes are never read. `ds` is consumed.
+    """
+    unread = _unread_bulk_data(ds)
+    for tag in unread:
+        del ds[tag]
     paths = bulk_data_paths(ds)
 
     def bulk_data_uri(element: DataElement) -> str:
         return f"{instance_url}/bulkdata/{paths[id(element)]}"
 
-    return ds.to_json_dict(
+    model = ds.to_json_dict(
         bulk_data_threshold=BULK_DATA_THRESHOLD,
         bulk_data_element_handler=bulk_data_uri,
         suppress_invalid_tags=True,
     )
+    for tag, vr in unread.items():
+        model[f"{tag:08X}"] = {"vr": vr, "BulkDataURI": f"{instance_url}/bulkdata/{tag:08X}"}
+    return dict(sorted(model.items()))
+
+
+def _unread_bulk_data(ds: Dataset) -> dict[int, str]:
+    """Top-level elements whose binary value is still unread, with their VR."""
+    unread = {}
+    for tag, element in ds.items():
+        if not isinstance(element, RawDataElement) or element.value is not None:
+            continue
+        vr = element.VR or _dictionary_vr(tag)
+        if vr in _BINARY_VRS:
+            unread[tag] = _resolve_ambiguous(vr, tag, element.length, ds)
+    return unread
+
+
+def _dictionary_vr(tag: int) -> str:
+    try:
+        return dictionary_VR(tag)
+    except KeyError:
+        return "UN"
+
+
+def _resolve_ambiguous(vr: str, tag: int, length: int, ds: Dataset) -> str:
+    """PS3.5 A.1: native pixel data of more than 8 bits is OW, encapsulated data OB."""
+    if " or " not in vr:
+        return vr
+    if tag == PIXEL_DATA and length != UNDEFINED_LENGTH and ds.get("BitsAllocated", 16) > 8:
+        return "OW"
+    return "OB" if vr.startswith("OB") else "OW"
