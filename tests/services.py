@@ -8,6 +8,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
@@ -80,8 +81,8 @@ class RunningServices:
         waits = {
             "api": self._api_ready,
             "scp": self._scp_ready,
-            "worker": self._worker_ready,
-            "analytics-sink": self._analytics_sink_ready,
+            "worker": partial(self._faust_worker_ready, "worker"),
+            "analytics-sink": partial(self._faust_worker_ready, "analytics-sink"),
         }
         wait_for(waits[name], 90, 0.2, f"{name} to be ready (log: {self.log(name)})")
 
@@ -107,13 +108,9 @@ class RunningServices:
         self._check_alive("scp")
         return echoscu(self.scp_port).returncode == 0
 
-    def _worker_ready(self) -> bool:
-        self._check_alive("worker")
-        return b"Worker ready" in self.log("worker").read_bytes()
-
-    def _analytics_sink_ready(self) -> bool:
-        self._check_alive("analytics-sink")
-        return b"Worker ready" in self.log("analytics-sink").read_bytes()
+    def _faust_worker_ready(self, name: str) -> bool:
+        self._check_alive(name)
+        return b"Worker ready" in self.log(name).read_bytes()
 
     def _check_alive(self, name: str) -> None:
         code = self.processes[name].poll()

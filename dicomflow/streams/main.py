@@ -6,7 +6,8 @@ from faust import Worker
 from prometheus_client import start_http_server
 
 from dicomflow.core.settings import Settings
-from dicomflow.streams import resources
+from dicomflow.core.topics import DICOM_IMAGE_QUEUE, DICOM_STATE_QUEUE, STORAGE_QUEUE
+from dicomflow.streams import resources, watchdog
 from dicomflow.streams.app import configure
 
 AGENT_MODULES = (
@@ -14,8 +15,8 @@ AGENT_MODULES = (
     "dicomflow.streams.stability",
     "dicomflow.streams.indexers",
     "dicomflow.streams.metadata",
-    "dicomflow.streams.watchdog",
 )
+SOURCE_TOPICS = (STORAGE_QUEUE, DICOM_STATE_QUEUE, DICOM_IMAGE_QUEUE)
 
 
 def run_worker(settings: Settings, log_level: str = "info") -> None:
@@ -25,4 +26,5 @@ def run_worker(settings: Settings, log_level: str = "info") -> None:
     app = configure(settings)
     for module in AGENT_MODULES:
         importlib.import_module(module)
+    watchdog.watch(app, SOURCE_TOPICS, settings)
     Worker(app, loglevel=log_level.lower()).execute_from_commandline()

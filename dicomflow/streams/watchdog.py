@@ -9,7 +9,7 @@ the events after it are processed again, which the idempotent writers absorb.
 
 import logging
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 
 import faust
 from aiokafka.admin import AIOKafkaAdminClient
@@ -17,13 +17,9 @@ from aiokafka.errors import KafkaError
 from faust.types import TP
 
 from dicomflow.core.settings import Settings
-from dicomflow.core.topics import DICOM_IMAGE_QUEUE, DICOM_STATE_QUEUE, STORAGE_QUEUE
-from dicomflow.streams.app import app
-from dicomflow.streams.resources import resources
 
 log = logging.getLogger(__name__)
 
-WATCHED_TOPICS = {STORAGE_QUEUE, DICOM_STATE_QUEUE, DICOM_IMAGE_QUEUE}
 CHECK_INTERVAL = 5.0
 
 
@@ -38,14 +34,13 @@ async def committed_offsets(app: faust.App, kafka_servers: str) -> dict[TP, int]
     return {TP(tp.topic, tp.partition): meta.offset for tp, meta in offsets.items()}
 
 
-def watch(app: faust.App, topics: Collection[str], settings: Callable[[], Settings]) -> None:
+def watch(app: faust.App, topics: Collection[str], settings: Settings) -> None:
     """Add to `app` the timer that reads again its stuck partitions of `topics`."""
     unchanged_since: dict[TP, tuple[int, float]] = {}
 
     async def reread_stuck_partitions() -> None:
-        current = settings()
         try:
-            committed = await committed_offsets(app, current.kafka_servers)
+            committed = await committed_offsets(app, settings.kafka_servers)
         except KafkaError as exc:
             log.warning("cannot read the committed offsets: %s", exc)
             return
@@ -59,7 +54,7 @@ def watch(app: faust.App, topics: Collection[str], settings: Callable[[], Settin
             previous = unchanged_since.get(tp)
             if previous is None or previous[0] != offset:
                 unchanged_since[tp] = (offset, now)
-            elif now - previous[1] >= current.worker_stuck_seconds:
+            elif now - previous[1] >= settings.worker_stuck_seconds:
                 log.warning(
                     "%s: committed offset %d stuck for %.0fs below %d; reading again",
                     tp,
@@ -71,6 +66,3 @@ def watch(app: faust.App, topics: Collection[str], settings: Callable[[], Settin
                 unchanged_since[tp] = (offset, now)
 
     app.timer(CHECK_INTERVAL)(reread_stuck_partitions)
-
-
-watch(app, WATCHED_TOPICS, lambda: resources().settings)
