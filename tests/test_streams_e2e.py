@@ -6,6 +6,7 @@ import threading
 from pathlib import Path
 
 import asyncpg
+import httpx
 import orjson
 import pydicom
 import pytest
@@ -213,3 +214,55 @@ def test_series_is_in_postgres_within_two_seconds_of_the_ack(
     assert storescu(system.scp_port, [path]).returncode == 0  # returns once acknowledged
     rows = wait_for(lambda: series_rows(stack, uid_root), 2.0, 0.05, what="the series row")
     assert [(r["series_related_instances"], r["series_state"]) for r in rows] == [(1, "receiving")]
+
+
+def test_cached_metadata_of_a_stable_series_is_dropped_when_it_changes(
+    system: RunningServices, stack: Settings, tmp_path: Path, uid_root: str
+) -> None:
+    url = f"{system.api_url}/dicom-web/studies/{uid_root}.1/series/{uid_root}.1.1/metadata"
+
+    def send(number: int) -> None:
+        path = tmp_path / f"{number}.dcm"
+        make_ct(
+            path,
+            study_uid=f"{uid_root}.1",
+            series_uid=f"{uid_root}.1.1",
+            sop_uid=f"{uid_root}.1.1.{number}",
+            instance_number=number,
+        )
+        assert storescu(system.scp_port, [path]).returncode == 0
+
+    def instances_served(expected: int) -> bool:
+        response = httpx.get(url)
+        return response.status_code == 200 and len(response.json()) == expected
+
+    send(1)
+    wait_for(lambda: metadata_rows(stack, uid_root) == ["ok"], 60, 0.2, what="metadata")
+    assert instances_served(1)  # served from the precomputed file, now cached in Redis
+    send(2)
+    wait_for(
+        lambda: (
+            [
+                (r["series_related_instances"], r["series_state"])
+                for r in series_rows(stack, uid_root)
+            ]
+            == [(2, "receiving")]
+            and instance_count(stack, uid_root) == 2
+        ),
+        10,
+        0.05,
+        what="the change indexed",
+    )
+    assert instances_served(2), "the cached metadata of the changed series was served"
+
+
+def metadata_rows(settings: Settings, uid_root: str) -> list[str]:
+    rows = asyncio.run(
+        fetch(
+            settings,
+            "SELECT json_status FROM dicom_json_meta"
+            " WHERE tenant_id = 'default' AND study_uid = $1",
+            f"{uid_root}.1",
+        )
+    )
+    return [r["json_status"] for r in rows]

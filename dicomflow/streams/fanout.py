@@ -42,13 +42,17 @@ async def fan_out(stream):  # type: ignore[no-untyped-def]
             instances_seen[seen_key] = event.created_time
         progress, announce = record_instance(series_progress.get(key), event, is_new)
         series_progress[key] = progress
-        await forget_cached_metadata(event)
         if announce:
+            await forget_cached_metadata(event)
             await send_state(key, header, progress)
 
 
 async def forget_cached_metadata(event: StorageEvent) -> None:
-    """A series that changed must not be served from its cached metadata."""
+    """A new series, or a stable one that changed, must not be served from the cache.
+
+    Only then: the API caches a series' metadata once it is stable, and a study's series
+    list changes only when a series is first seen.
+    """
     try:
         await resources().redis.delete(
             series_metadata_key(event.tenant_id, event.study_uid, event.series_uid),
