@@ -51,6 +51,7 @@ DICOM_JSON = "application/dicom+json"
 QIDO_ACCEPT = "application/dicom+json, application/json"  # dicomweb-client search_for_*
 INSTANCE_ACCEPT = 'multipart/related; type="application/dicom"; transfer-syntax=*'
 SERIES_ACCEPT = 'multipart/related; type="application/dicom"'  # dicomweb-client retrieve_series
+BLOCK = 5  # consecutive requests to one server before the other takes its turn
 NEVER_STABLE = 86400.0  # phase 1: the worker indexes but never marks the series stable
 
 ON_DEMAND = "cold"  # on demand: the series is not stable yet, built from the files per request
@@ -123,6 +124,14 @@ def count_parts(body: bytes, delimiter: bytes) -> int:
     return body.count(b"\r\n" + delimiter) + body.startswith(delimiter) - 1
 
 
+@dataclass(frozen=True)
+class Request:
+    path: str
+    accept: str
+    encoding: str
+    stream: bool = False
+
+
 class Client:
     """Sequential timed GETs against one server over one keep-alive connection."""
 
@@ -133,33 +142,14 @@ class Client:
     def close(self) -> None:
         self.http.close()
 
-    def get(
-        self,
-        path: str,
-        accept: str,
-        encoding: str,
-        reps: int,
-        check: Callable[[bytes, httpx.Response], None] | None = None,
-        before_each: Callable[[], None] | None = None,
-        stream: bool = False,
-    ) -> Timing:
-        timing = Timing()
-        headers = {"Accept": accept, "Accept-Encoding": encoding}
-        for index in range(reps + 1):
-            if before_each is not None:
-                before_each()
-            keep_body = index == 0 and check is not None
-            started = time.perf_counter()
-            wire, body, response, kept = self._request(path, headers, stream, keep_body)
-            elapsed = (time.perf_counter() - started) * 1000
-            if index == 0:
-                timing.first_ms = elapsed
-                if check is not None:
-                    check(kept, response)
-            else:
-                timing.samples.append(elapsed)
-            timing.wire_bytes, timing.body_bytes = wire, body
-        return timing
+    def timed(
+        self, request: Request, keep_body: bool
+    ) -> tuple[float, int, int, bytes, httpx.Response]:
+        """One request: milliseconds, bytes on the wire, decoded bytes, kept body, response."""
+        headers = {"Accept": request.accept, "Accept-Encoding": request.encoding}
+        started = time.perf_counter()
+        wire, body, response, kept = self._request(request.path, headers, request.stream, keep_body)
+        return (time.perf_counter() - started) * 1000, wire, body, kept, response
 
     def _request(
         self, path: str, headers: dict[str, str], stream: bool, keep_body: bool
@@ -178,6 +168,47 @@ class Client:
                 if keep_body:
                     kept += chunk
             return response.num_bytes_downloaded, body, response, bytes(kept)
+
+
+def measure(
+    client: Client,
+    request: Request,
+    timing: Timing,
+    warm_up: bool,
+    check: Callable[[bytes, httpx.Response], None] | None,
+    before: Callable[[], None] | None,
+) -> None:
+    if before is not None:
+        before()
+    elapsed, wire, body, kept, response = client.timed(request, warm_up and check is not None)
+    if warm_up:
+        timing.first_ms = elapsed
+        if check is not None:
+            check(kept, response)
+    else:
+        timing.samples.append(elapsed)
+    timing.wire_bytes, timing.body_bytes = wire, body
+
+
+def alternating(
+    sides: list[tuple[Client, Request, Callable[[], None] | None]],
+    reps: int,
+    check: Callable[[bytes, httpx.Response], None] | None,
+) -> list[Timing]:
+    """One warm-up request per side, then `reps` timed ones per side in blocks of BLOCK, the
+    sides taking turns block by block (the one that starts alternating), so that a slow or fast
+    moment of the shared machine hits every side alike."""
+    timings = [Timing() for _ in sides]
+    for side, (client, request, before) in enumerate(sides):
+        measure(client, request, timings[side], True, check, before)
+    order = list(range(len(sides)))
+    for start in range(0, reps, BLOCK):
+        for side in order:
+            client, request, before = sides[side]
+            for _ in range(min(BLOCK, reps - start)):
+                measure(client, request, timings[side], False, check, before)
+        order.reverse()
+    return timings
 
 
 def _raise_for_status(response: httpx.Response) -> None:
@@ -242,7 +273,6 @@ class Bench:
     heavy_reps: int
     series_reps: int
     rows: list[Row] = field(default_factory=list)
-    orthanc_metadata: dict[tuple[str, str], Timing] = field(default_factory=dict)
 
     def metadata_path(self, m: Manifest) -> str:
         return f"/studies/{m.study_uid}/series/{m.series_uid}/metadata"
@@ -251,21 +281,24 @@ class Bench:
         return self.heavy_reps if m.count > 100 else self.reps
 
     def on_demand_metadata(self, series: list[Manifest]) -> list[Row]:
-        """Phase 1 (series not stable): dicomflow's on-demand path, and Orthanc's one path."""
+        """Phase 1 (series not stable): dicomflow's on-demand path against Orthanc's one path."""
         rows = []
         for m in series:
             for name, encoding in ENCODINGS.items():
                 operation = f"series metadata, {m.count} inst."
-                log(f"{operation}, {name}: dicomflow on demand, then Orthanc")
-                reps, check = self.metadata_reps(m), Checker.json_array(m.count)
-                ours = self.dicomflow.get(self.metadata_path(m), DICOM_JSON, encoding, reps, check)
-                theirs = self.orthanc.get(self.metadata_path(m), DICOM_JSON, encoding, reps, check)
-                self.orthanc_metadata[(operation, name)] = theirs
+                log(f"{operation}, {name}: dicomflow on demand and Orthanc, alternating")
+                request = Request(self.metadata_path(m), DICOM_JSON, encoding)
+                ours, theirs = alternating(
+                    [(self.dicomflow, request, None), (self.orthanc, request, None)],
+                    self.metadata_reps(m),
+                    Checker.json_array(m.count),
+                )
                 rows.append(Row(operation, name, ON_DEMAND, ours, theirs))
         return rows
 
     def precomputed_metadata(self, series: list[Manifest]) -> list[Row]:
-        """Phase 2 (series stable, metadata written): Redis hit, and the file behind it."""
+        """Phase 2 (series stable, metadata written): Redis hit, and the file behind it, each
+        alternating with Orthanc."""
         cache = redis.Redis.from_url(self.system.redis_url)
         rows = []
         try:
@@ -273,17 +306,25 @@ class Bench:
                 key = series_metadata_key(harness.TENANT, m.study_uid, m.series_uid)
                 for name, encoding in ENCODINGS.items():
                     operation = f"series metadata, {m.count} inst."
-                    log(f"{operation}, {name}: dicomflow precomputed (Redis, then file)")
+                    log(f"{operation}, {name}: dicomflow precomputed (file, then Redis)")
+                    request = Request(self.metadata_path(m), DICOM_JSON, encoding)
                     reps, check = self.metadata_reps(m), Checker.json_array(m.count)
-                    path = self.metadata_path(m)
-                    theirs = self.orthanc_metadata[(operation, name)]
-                    cold = self.dicomflow.get(
-                        path, DICOM_JSON, encoding, reps, check, lambda key=key: cache.delete(key)
+                    ours, theirs = alternating(
+                        [
+                            (self.dicomflow, request, lambda key=key: cache.delete(key)),
+                            (self.orthanc, request, None),
+                        ],
+                        reps,
+                        check,
                     )
-                    self.dicomflow.get(path, DICOM_JSON, encoding, 0)  # fills Redis again
-                    warm = self.dicomflow.get(path, DICOM_JSON, encoding, reps, check)
-                    rows.append(Row(operation, name, WARM, warm, theirs))
-                    rows.append(Row(operation, name, FILE, cold, theirs))
+                    rows.append(Row(operation, name, FILE, ours, theirs))
+                    self.dicomflow.timed(request, False)  # fills Redis again
+                    ours, theirs = alternating(
+                        [(self.dicomflow, request, None), (self.orthanc, request, None)],
+                        reps,
+                        check,
+                    )
+                    rows.append(Row(operation, name, WARM, ours, theirs))
         finally:
             cache.close()
         return rows
@@ -292,16 +333,17 @@ class Bench:
         self,
         operation: str,
         encoding_name: str,
-        path: tuple[str, str],
+        path: str,
         accept: str,
         reps: int,
         check: Callable[[bytes, httpx.Response], None],
         stream: bool = False,
     ) -> Row:
-        log(f"{operation}, {encoding_name}: dicomflow, then Orthanc")
-        encoding = ENCODINGS[encoding_name]
-        ours = self.dicomflow.get(path[0], accept, encoding, reps, check, stream=stream)
-        theirs = self.orthanc.get(path[1], accept, encoding, reps, check, stream=stream)
+        log(f"{operation}, {encoding_name}: dicomflow and Orthanc, alternating")
+        request = Request(path, accept, ENCODINGS[encoding_name], stream)
+        ours, theirs = alternating(
+            [(self.dicomflow, request, None), (self.orthanc, request, None)], reps, check
+        )
         return Row(operation, encoding_name, "", ours, theirs)
 
     def the_rest(self, ct500: Manifest) -> list[Row]:
@@ -317,7 +359,7 @@ class Bench:
                 self.both(
                     "QIDO-RS studies?PatientID=",
                     name,
-                    (qido, qido),
+                    qido,
                     QIDO_ACCEPT,
                     self.reps,
                     Checker.json_array(1),
@@ -328,7 +370,7 @@ class Bench:
                 self.both(
                     "retrieve one instance",
                     name,
-                    (instance, instance),
+                    instance,
                     INSTANCE_ACCEPT,
                     self.reps,
                     Checker.multipart(1),
@@ -339,7 +381,7 @@ class Bench:
                 self.both(
                     f"retrieve series, {ct500.count} inst.",
                     name,
-                    (series, series),
+                    series,
                     SERIES_ACCEPT,
                     self.series_reps,
                     Checker.multipart(ct500.count),

@@ -28,7 +28,6 @@ from playwright.sync_api import Browser, Page, Request, Response, expect, sync_p
 from pydicom.uid import generate_uid
 
 from dicomflow.api.main import create_app
-from dicomflow.api.routes.viewer import accepts_gzip
 from dicomflow.core.settings import Settings
 from tests.dicom_factory import make_ct
 from tests.services import RunningServices, storescu, wait_for
@@ -415,11 +414,3 @@ async def test_cors_allows_the_configured_origins_methods_and_headers() -> None:
     assert "access-control-allow-origin" not in refused.headers
     assert post.status_code == 400
     assert simple.headers["access-control-allow-origin"] == origin
-
-
-@pytest.mark.parametrize(
-    ("header", "gzip"),
-    [(None, False), ("gzip, deflate, br", True), ("br;q=1, gzip;q=0", False), ("*", True)],
-)
-def test_accepts_gzip(header: str | None, gzip: bool) -> None:
-    assert accepts_gzip(header) is gzip

@@ -257,6 +257,34 @@ def test_bulk_data_uris_of_the_metadata_resolve(
     assert response.status_code == 404
 
 
+def test_metadata_is_gzipped_when_accepted_and_follows_a_changed_series(
+    system: RunningServices, tmp_path: Path, uid_root: str
+) -> None:
+    paths = cts(tmp_path, uid_root, 3)
+    store(system, paths[:2])
+    url = f"{system.api_url}/dicom-web/studies/{uid_root}/series/{uid_root}.1/metadata"
+
+    def get(encoding: str) -> httpx.Response:
+        headers = {"Accept": "application/dicom+json", "Accept-Encoding": encoding}
+        response = httpx.get(url, headers=headers)
+        assert response.status_code == 200
+        assert response.headers["vary"] == "Accept-Encoding"  # once, whoever compresses
+        return response
+
+    plain, zipped = get("identity"), get("gzip, deflate")
+    assert "content-encoding" not in plain.headers
+    assert zipped.headers["content-encoding"] == "gzip"
+    assert zipped.content == plain.content  # httpx decompresses
+    assert zipped.num_bytes_downloaded < len(plain.content) / 3
+    assert get("gzip").content == plain.content
+
+    store(system, paths[2:])
+    changed = get("gzip")
+    assert changed.headers["content-encoding"] == "gzip"
+    assert len(changed.json()) == 3
+    assert changed.content == get("identity").content
+
+
 # --- rendered --------------------------------------------------------------------------------
 
 

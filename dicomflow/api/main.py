@@ -15,6 +15,7 @@ from fastapi.middleware.gzip import GZipMiddleware
 from prometheus_client import make_asgi_app
 
 from dicomflow.api.access_log import AccessLogMiddleware, AccessLogPublisher
+from dicomflow.api.compression import GZIP_LEVEL, MIN_GZIP_SIZE, GzipCache
 from dicomflow.api.routes import health, qido, stow, viewer, wado
 from dicomflow.api.state import ApiState
 from dicomflow.core.db import create_pool
@@ -63,6 +64,7 @@ def create_app(settings: Settings) -> FastAPI:
             storage=storage,
             json_storage=LocalStorage(settings.json_dir),
             instances=InstanceStore(settings, storage, publisher),
+            metadata_gzip=GzipCache(settings.metadata_gzip_cache_bytes),
         )
         app.state.api = state
         access_log.start()
@@ -74,7 +76,10 @@ def create_app(settings: Settings) -> FastAPI:
     access_log = AccessLogPublisher(settings.kafka_servers)
     app = FastAPI(title="dicomflow DICOMweb", lifespan=lifespan)
     app.add_middleware(
-        GZipMiddleware, minimum_size=1024, compresslevel=5, exclude_content_types=NOT_COMPRESSED
+        GZipMiddleware,
+        minimum_size=MIN_GZIP_SIZE,
+        compresslevel=GZIP_LEVEL,
+        exclude_content_types=NOT_COMPRESSED,
     )
     if settings.cors_origins:
         # Inside the access log (preflights are logged too), outside every route.

@@ -8,6 +8,7 @@ from fastapi import HTTPException, Request
 from fastapi.responses import Response
 
 from dicomflow.api import queries
+from dicomflow.api.compression import MIN_GZIP_SIZE, accepts_gzip
 from dicomflow.api.deps import public_origin
 from dicomflow.api.negotiation import accepts_json
 from dicomflow.api.state import ApiState
@@ -27,17 +28,29 @@ DICOM_JSON = "application/dicom+json"
 _RELATIVE_BULK_DATA_URI = b'"BulkDataURI":"/'
 
 
-def metadata_response(request: Request, body: bytes) -> Response:
+async def metadata_response(
+    request: Request, state: ApiState, body: bytes, gzip_key: str | None = None
+) -> Response:
     """DICOM JSON with every BulkDataURI made absolute for this request's origin.
 
     Stored metadata holds server-relative URIs (one copy serves every host name); clients
-    such as dicomweb-client need absolute ones.
+    such as dicomweb-client need absolute ones. With `gzip_key`, a client that takes gzip
+    gets the compressed body kept under that key while the body is unchanged (other bodies
+    are left to the gzip middleware, which also adds `Vary`).
     """
     if not accepts_json(", ".join(request.headers.getlist("accept")) or None):
         raise HTTPException(406, "metadata is only available as application/dicom+json")
-    origin = public_origin(request).encode()
-    absolute = body.replace(_RELATIVE_BULK_DATA_URI, b'"BulkDataURI":"' + origin + b"/")
-    return Response(absolute, media_type=DICOM_JSON)
+    origin = public_origin(request)
+    absolute = body.replace(_RELATIVE_BULK_DATA_URI, b'"BulkDataURI":"' + origin.encode() + b"/")
+    headers = {}
+    if (
+        gzip_key is not None
+        and len(absolute) >= MIN_GZIP_SIZE
+        and accepts_gzip(request.headers.get("accept-encoding"))
+    ):
+        absolute = await state.metadata_gzip.compress(f"{gzip_key}|{origin}", absolute)
+        headers = {"Content-Encoding": "gzip", "Vary": "Accept-Encoding"}
+    return Response(absolute, media_type=DICOM_JSON, headers=headers)
 
 
 async def study_series(state: ApiState, tenant: str, study_uid: str) -> list[str]:

@@ -1,7 +1,7 @@
 """WADO-RS retrieve bodies (PS3.18 10.4): multipart parts of instances, frames and bulk data.
 
-Files are read in worker threads, one chunk or one frame at a time; an instance is held in memory
-only while it is transcoded, one at a time.
+Files are read in worker threads, one chunk (1 MiB: a whole CT or MR image) or one frame per
+thread hop; an instance is held in memory only while it is transcoded, one at a time.
 """
 
 import asyncio
@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from typing import BinaryIO, TypeVar
 
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from pydicom.dataset import Dataset
 
 from dicomflow.api.multipart import Part, multipart_stream, new_boundary
@@ -19,6 +19,7 @@ from dicomflow.api.transcode import as_stored_only, can_transcode, transcode_ins
 from dicomflow.core.storage import LocalStorage
 
 CHUNK_SIZE = 1 << 20
+WHOLE_BODY_SIZE = 4 << 20
 T = TypeVar("T")
 
 
@@ -34,19 +35,52 @@ async def read_chunks(
     fh: BinaryIO, offset: int = 0, size: int | None = None
 ) -> AsyncIterator[bytes]:
     """`size` bytes of `fh` from `offset` (or up to its end) in chunks; closes `fh` at the end."""
+    first = await asyncio.to_thread(_seek_and_read, fh, offset, _wanted(size))
+    async for chunk in _chunks_from(fh, first, size):
+        yield chunk
+
+
+async def _chunks_from(fh: BinaryIO, first: bytes, size: int | None) -> AsyncIterator[bytes]:
+    """`first`, then the rest of `fh` (up to `size` bytes in all), one thread hop per chunk.
+
+    A short chunk is the end of the file (buffered reads fill up to EOF), so a file smaller than
+    a chunk costs one hop, not two.
+    """
     try:
-        await asyncio.to_thread(fh.seek, offset)
-        remaining = size
-        while remaining is None or remaining > 0:
-            wanted = CHUNK_SIZE if remaining is None else min(CHUNK_SIZE, remaining)
-            chunk = await asyncio.to_thread(fh.read, wanted)
-            if not chunk:
-                break
+        chunk, remaining = first, size
+        while chunk:
+            yield chunk
             if remaining is not None:
                 remaining -= len(chunk)
-            yield chunk
+            if len(chunk) < CHUNK_SIZE or remaining == 0:
+                break
+            chunk = await asyncio.to_thread(fh.read, _wanted(remaining))
     finally:
         fh.close()
+
+
+def _wanted(remaining: int | None) -> int:
+    return CHUNK_SIZE if remaining is None else min(CHUNK_SIZE, remaining)
+
+
+def _seek_and_read(fh: BinaryIO, offset: int, size: int) -> bytes:
+    fh.seek(offset)
+    return fh.read(size)
+
+
+def _open_and_read(storage: LocalStorage, key: str) -> tuple[BinaryIO | None, bytes]:
+    """Open a stored file and read its first chunk in one thread hop; a file that fits in
+    the chunk is closed at once (no file object returned)."""
+    fh = storage.open(key)
+    try:
+        first = fh.read(CHUNK_SIZE)
+    except BaseException:
+        fh.close()
+        raise
+    if len(first) < CHUNK_SIZE:
+        fh.close()
+        return None, first
+    return fh, first
 
 
 def choose_for_instances(accept: str | None, syntaxes: Iterable[str]) -> dict[str, Choice]:
@@ -66,8 +100,8 @@ async def instance_parts(
     """
     for instance in instances:
         choice = choices[instance.transfer_syntax]
-        fh = await asyncio.to_thread(storage.open, instance.key)
         if choice.transcode:
+            fh = await asyncio.to_thread(storage.open, instance.key)
             try:
                 body = await asyncio.to_thread(_transcode_and_close, fh)
             except CannotDecode as exc:
@@ -75,8 +109,9 @@ async def instance_parts(
             else:
                 yield Part(choice.part_content_type(), body)
                 continue
-            fh = await asyncio.to_thread(storage.open, instance.key)
-        yield Part(choice.part_content_type(), read_chunks(fh))
+        fh, first = await asyncio.to_thread(_open_and_read, storage, instance.key)
+        body = first if fh is None else _chunks_from(fh, first, None)
+        yield Part(choice.part_content_type(), body)
 
 
 def _transcode_and_close(fh: BinaryIO) -> bytes:
@@ -132,15 +167,22 @@ async def _read_frames(
         pixels.fh.close()
 
 
-async def multipart_response(parts: AsyncIterator[Part], choice: Choice) -> StreamingResponse:
-    """A streamed multipart/related response; the first part is made before the status is sent,
-    so that its errors (406, 404) still become the response."""
+async def multipart_response(parts: AsyncIterator[Part], choice: Choice) -> Response:
+    """A multipart/related response. The first two parts are made before the status is sent,
+    so that their errors (406, 404) still become the response; a lone part already in memory
+    (one instance, one frame, up to 4 MiB) is sent whole with a Content-Length, saving the
+    streaming machinery; anything else is streamed.
+    """
     first = await anext(parts)
+    second = await anext(parts, None)
     boundary = new_boundary()
-    return StreamingResponse(
-        multipart_stream(_prepend(first, parts), boundary),
-        media_type=choice.content_type(boundary),
-    )
+    media_type = choice.content_type(boundary)
+    if second is None and isinstance(first.body, bytes) and len(first.body) <= WHOLE_BODY_SIZE:
+        body = b"".join([chunk async for chunk in multipart_stream([first], boundary)])
+        return Response(body, media_type=media_type)
+    rest = parts if second is None else _prepend(second, parts)
+    stream = multipart_stream(_prepend(first, rest), boundary)
+    return StreamingResponse(stream, media_type=media_type)
 
 
 async def _prepend(first: T, rest: AsyncIterator[T]) -> AsyncIterator[T]:

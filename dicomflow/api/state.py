@@ -9,6 +9,7 @@ import redis.asyncio as aioredis
 from aiokafka import AIOKafkaClient
 from aiokafka.errors import KafkaError
 
+from dicomflow.api.compression import GzipCache
 from dicomflow.core.settings import Settings
 from dicomflow.core.storage import LocalStorage
 from dicomflow.ingest.store import InstanceStore
@@ -25,6 +26,7 @@ class ApiState:
     storage: LocalStorage
     json_storage: LocalStorage
     instances: InstanceStore  # STOW-RS: the SCP's write-and-publish path, on the API's outbox
+    metadata_gzip: GzipCache
 
     async def kafka_reachable(self, timeout: float = 2.0) -> bool:
         try:

@@ -57,6 +57,9 @@ class Settings(BaseSettings):
         4 * 2**30, description="Largest STOW-RS body part (one instance); larger parts fail."
     )
     stow_max_body_bytes: int = Field(64 * 2**30, description="Largest STOW-RS request body (413).")
+    metadata_gzip_cache_bytes: int = Field(
+        128 * 2**20, description="Memory each API process keeps for gzipped metadata bodies."
+    )
     viewer_dir: Path = Field(
         Path("viewer/dist"), description="The OHIF viewer served at /viewer/ (make setup)."
     )

@@ -64,12 +64,18 @@ class LocalStorage:
 
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
+        self._prefix = os.path.join(self.root, "")
 
     def _path(self, key: str) -> Path:
-        path = (self.root / key).resolve()
-        if not path.is_relative_to(self.root) or path == self.root:
+        """The file of `key`; keys that would leave the root (`..`, absolute) are refused.
+
+        Checked on the normalised text, without touching the disk: keys are made of validated
+        identifiers, and this runs for every instance read or written.
+        """
+        path = os.path.normpath(os.path.join(self._prefix, key))
+        if not path.startswith(self._prefix):
             raise InvalidIdentifier(f"storage key {key!r} leaves the storage root")
-        return path
+        return Path(path)
 
     def write_atomic(self, key: str, chunks: Iterable[bytes]) -> int:
         """Write to a temporary file beside the target, fsync, rename over it; return the size."""

@@ -27,7 +27,7 @@ FRAME = INSTANCE + "/frames/{frame}"
 router = APIRouter(tags=["WADO-RS rendered"])
 
 
-def render_options(
+async def render_options(
     request: Request,
     accept: Accept = None,
     window: str | None = None,

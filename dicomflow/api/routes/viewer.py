@@ -16,6 +16,7 @@ import orjson
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 
+from dicomflow.api.compression import accepts_gzip
 from dicomflow.api.deps import Tenant, public_origin
 from dicomflow.api.viewer_assets import CONFIG, ViewerAssets, ViewerNotInstalled
 from dicomflow.core.settings import Settings
@@ -81,19 +82,6 @@ def viewer_base(request: Request) -> str:
     prefix = urlsplit(public_origin(request)).path.rstrip("/")
     tenant = request.path_params.get("tenant")
     return prefix + (f"/tenants/{tenant}" if tenant else "") + VIEWER + "/"
-
-
-def accepts_gzip(accept_encoding: str | None) -> bool:
-    """True when `Accept-Encoding` takes gzip (named, or `*`, with a q above 0)."""
-    for item in (accept_encoding or "").split(","):
-        coding, *params = (part.strip() for part in item.split(";"))
-        if coding.lower() in ("gzip", "*"):
-            q = next((p[2:] for p in params if p.lower().startswith("q=")), "1")
-            try:
-                return float(q) > 0
-            except ValueError:
-                return False
-    return False
 
 
 def app_config(base: str, dicomweb: str, tenant: str) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 
 import asyncpg
 from fastapi import APIRouter, HTTPException, Request
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import Response
 from pydicom.uid import ExplicitVRLittleEndian
 
 from dicomflow.api import queries
@@ -33,6 +33,7 @@ from dicomflow.api.retrieve import (
 from dicomflow.api.routes import rendered
 from dicomflow.api.routes.wado_common import Accept, http_errors, instance_key, parse_or_400
 from dicomflow.api.transcode import as_stored_only, can_transcode
+from dicomflow.core.cache import series_metadata_key, study_series_key
 from dicomflow.core.series_metadata import build_series_metadata
 
 INSTANCE = "/studies/{study}/series/{series}/instances/{instance}"
@@ -52,7 +53,8 @@ async def study_metadata(
     bodies = [body for body in bodies if body and body != b"[]"]
     if not bodies:
         raise HTTPException(404, f"study {study} not found")
-    return metadata_response(request, b"[" + b",".join(body[1:-1] for body in bodies) + b"]")
+    body = b"[" + b",".join(body[1:-1] for body in bodies) + b"]"
+    return await metadata_response(request, state, body, study_series_key(tenant, study))
 
 
 @router.get("/studies/{study}/series/{series}/metadata")
@@ -62,7 +64,7 @@ async def series_metadata_route(
     body = await series_metadata(state, tenant, study, series)
     if body is None:
         raise HTTPException(404, f"series {series} of study {study} not found")
-    return metadata_response(request, body)
+    return await metadata_response(request, state, body, series_metadata_key(tenant, study, series))
 
 
 @router.get(INSTANCE + "/metadata")
@@ -80,13 +82,13 @@ async def instance_metadata(
     body = await asyncio.to_thread(
         build_series_metadata, state.storage, tenant, [(study, series, instance, row["file_path"])]
     )
-    return metadata_response(request, body)
+    return await metadata_response(request, state, body)
 
 
 @router.get("/studies/{study}")
 async def retrieve_study(
     state: State, tenant: Tenant, study: StudyUID, accept: Accept = None
-) -> StreamingResponse:
+) -> Response:
     rows = await queries.retrievable_instances(state.pool, tenant, study)
     if not rows:
         raise HTTPException(404, f"study {study} not found")
@@ -96,7 +98,7 @@ async def retrieve_study(
 @router.get("/studies/{study}/series/{series}")
 async def retrieve_series(
     state: State, tenant: Tenant, study: StudyUID, series: SeriesUID, accept: Accept = None
-) -> StreamingResponse:
+) -> Response:
     rows = await queries.retrievable_instances(state.pool, tenant, study, series)
     if not rows:
         raise HTTPException(404, f"series {series} of study {study} not found")
@@ -111,7 +113,7 @@ async def retrieve_instance(
     series: SeriesUID,
     instance: InstanceUID,
     accept: Accept = None,
-) -> StreamingResponse:
+) -> Response:
     row = await queries.instance(state.pool, tenant, study, series, instance)
     if row is None:
         raise HTTPException(404, f"instance {instance} not found")
@@ -127,7 +129,7 @@ async def retrieve_frames(
     instance: InstanceUID,
     frames: str,
     accept: Accept = None,
-) -> StreamingResponse:
+) -> Response:
     numbers = parse_or_400(parse_frame_list, frames)
     key = await instance_key(state, tenant, study, series, instance)
 
@@ -146,7 +148,7 @@ async def retrieve_bulkdata(
     instance: InstanceUID,
     path: str,
     accept: Accept = None,
-) -> StreamingResponse:
+) -> Response:
     steps, tag = parse_or_400(parse_path, path)
     key = await instance_key(state, tenant, study, series, instance)
     if not steps and tag == PIXEL_DATA:
@@ -162,7 +164,7 @@ async def retrieve_bulkdata(
 
 async def _instances_response(
     state: State, rows: Sequence[asyncpg.Record], accept: str | None
-) -> StreamingResponse:
+) -> Response:
     instances = [StoredInstance(row["file_path"], row["transfer_syntax_uid"]) for row in rows]
     with http_errors():
         choices = choose_for_instances(accept, (i.transfer_syntax for i in instances))
@@ -172,7 +174,7 @@ async def _instances_response(
 
 async def _pixels_response(
     state: State, key: str, accept: str | None, parts_of: PartsOf
-) -> StreamingResponse:
+) -> Response:
     """Negotiate frames or pixel data bulk data against the stored syntax, then stream them."""
     with http_errors():
         pixels = await asyncio.to_thread(open_stored_pixels, state.storage, key)
