@@ -11,6 +11,7 @@ from typing import BinaryIO, TypeVar
 
 from fastapi.responses import Response, StreamingResponse
 from pydicom.dataset import Dataset
+from starlette.types import Receive, Scope, Send
 
 from dicomflow.api.multipart import Part, multipart_stream, new_boundary
 from dicomflow.api.negotiation import Choice, NotAcceptable, choose_instance_media
@@ -167,6 +168,23 @@ async def _read_frames(
         pixels.fh.close()
 
 
+class PiecesResponse(Response):
+    """A body held as a few pieces (part headers, a whole file): one Content-Length, the
+    pieces sent one after the other instead of being copied into one buffer first."""
+
+    def __init__(self, pieces: list[bytes], media_type: str) -> None:
+        super().__init__(media_type=media_type)
+        self.pieces = pieces
+        self.headers["content-length"] = str(sum(len(piece) for piece in pieces))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        start = {"type": "http.response.start", "status": self.status_code}
+        await send({**start, "headers": self.raw_headers})
+        for index, piece in enumerate(self.pieces, 1):
+            more = index < len(self.pieces)
+            await send({"type": "http.response.body", "body": piece, "more_body": more})
+
+
 async def multipart_response(parts: AsyncIterator[Part], choice: Choice) -> Response:
     """A multipart/related response. The first two parts are made before the status is sent,
     so that their errors (406, 404) still become the response; a lone part already in memory
@@ -178,8 +196,8 @@ async def multipart_response(parts: AsyncIterator[Part], choice: Choice) -> Resp
     boundary = new_boundary()
     media_type = choice.content_type(boundary)
     if second is None and isinstance(first.body, bytes) and len(first.body) <= WHOLE_BODY_SIZE:
-        body = b"".join([chunk async for chunk in multipart_stream([first], boundary)])
-        return Response(body, media_type=media_type)
+        pieces = [chunk async for chunk in multipart_stream([first], boundary)]
+        return PiecesResponse(pieces, media_type=media_type)
     rest = parts if second is None else _prepend(second, parts)
     stream = multipart_stream(_prepend(first, rest), boundary)
     return StreamingResponse(stream, media_type=media_type)
