@@ -42,7 +42,7 @@ import redis
 from harness import BenchError, Dicomflow, Orthanc, log
 from make_corpus import CT50, CT500, Manifest
 
-from dicomflow.core.cache import series_metadata_key
+from dicomflow.core.cache import series_draft_key, series_metadata_key
 
 GZIP = "gzip, deflate"  # what requests (so dicomweb-client) sends by default
 IDENTITY = "identity"
@@ -55,10 +55,12 @@ BLOCK = 5  # consecutive requests to one server before the other takes its turn
 NEVER_STABLE = 86400.0  # phase 1: the worker indexes but never marks the series stable
 
 ON_DEMAND = "cold"  # on demand: the series is not stable yet, built from the files per request
+DRAFT = "draft"  # on demand, the build of the series' current version kept in Redis
 WARM = "warm"  # precomputed and in Redis: what viewers get once the series is stable
 FILE = "file"  # precomputed file, its Redis entry removed before each request
 PATHS = {
     ON_DEMAND: "dicomflow cold = on demand: series not stable yet, built from files per request",
+    DRAFT: "dicomflow draft = series not stable yet, its on-demand build of this version in Redis",
     WARM: "dicomflow warm = precomputed when the series became stable, served from Redis",
     FILE: "dicomflow file = precomputed file, Redis entry removed before each request",
 }
@@ -281,19 +283,35 @@ class Bench:
         return self.heavy_reps if m.count > 100 else self.reps
 
     def on_demand_metadata(self, series: list[Manifest]) -> list[Row]:
-        """Phase 1 (series not stable): dicomflow's on-demand path against Orthanc's one path."""
+        """Phase 1 (series not stable): dicomflow built on demand (its draft entry removed
+        before each request), then its draft kept in Redis, each against Orthanc."""
+        cache = redis.Redis.from_url(self.system.redis_url)
         rows = []
-        for m in series:
-            for name, encoding in ENCODINGS.items():
-                operation = f"series metadata, {m.count} inst."
-                log(f"{operation}, {name}: dicomflow on demand and Orthanc, alternating")
-                request = Request(self.metadata_path(m), DICOM_JSON, encoding)
-                ours, theirs = alternating(
-                    [(self.dicomflow, request, None), (self.orthanc, request, None)],
-                    self.metadata_reps(m),
-                    Checker.json_array(m.count),
-                )
-                rows.append(Row(operation, name, ON_DEMAND, ours, theirs))
+        try:
+            for m in series:
+                key = series_draft_key(harness.TENANT, m.study_uid, m.series_uid)
+                for name, encoding in ENCODINGS.items():
+                    operation = f"series metadata, {m.count} inst."
+                    log(f"{operation}, {name}: dicomflow on demand (built, then draft)")
+                    request = Request(self.metadata_path(m), DICOM_JSON, encoding)
+                    reps, check = self.metadata_reps(m), Checker.json_array(m.count)
+                    ours, theirs = alternating(
+                        [
+                            (self.dicomflow, request, lambda key=key: cache.delete(key)),
+                            (self.orthanc, request, None),
+                        ],
+                        reps,
+                        check,
+                    )
+                    rows.append(Row(operation, name, ON_DEMAND, ours, theirs))
+                    ours, theirs = alternating(
+                        [(self.dicomflow, request, None), (self.orthanc, request, None)],
+                        reps,
+                        check,
+                    )
+                    rows.append(Row(operation, name, DRAFT, ours, theirs))
+        finally:
+            cache.close()
         return rows
 
     def precomputed_metadata(self, series: list[Manifest]) -> list[Row]:

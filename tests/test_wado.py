@@ -3,11 +3,14 @@
 import io
 from collections.abc import Sequence
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import numpy as np
+import orjson
 import pydicom
 import pytest
+import redis.asyncio as aioredis
 import requests
 from dicomweb_client.api import DICOMwebClient
 from PIL import Image
@@ -16,7 +19,11 @@ from pydicom.dataset import Dataset
 from pydicom.encaps import generate_frames
 from pydicom.uid import ExplicitVRLittleEndian
 
-from dicomflow.core.storage import study_date_folder
+from dicomflow.api.metadata import draft_series_metadata
+from dicomflow.core.cache import series_draft_key
+from dicomflow.core.db import create_pool
+from dicomflow.core.settings import Settings
+from dicomflow.core.storage import LocalStorage, study_date_folder
 from tests.dicom_factory import make_ct
 from tests.services import RunningServices, rss_bytes, storescu, wait_for
 
@@ -283,6 +290,35 @@ def test_metadata_is_gzipped_when_accepted_and_follows_a_changed_series(
     assert changed.headers["content-encoding"] == "gzip"
     assert len(changed.json()) == 3
     assert changed.content == get("identity").content
+
+
+async def test_metadata_of_a_series_not_stable_yet_is_built_once_per_version(
+    system: RunningServices, stack: Settings, tmp_path: Path, uid_root: str
+) -> None:
+    paths = cts(tmp_path, uid_root, 3)
+    store(system, paths[:2])
+    series_folder = stored_path(system, pydicom.dcmread(paths[0])).parent
+    pool = await create_pool(stack)
+    cache = aioredis.from_url(stack.redis_location)
+    state = SimpleNamespace(pool=pool, redis=cache, storage=LocalStorage(system.storage_root))
+    series = ("default", uid_root, f"{uid_root}.1")
+    try:
+        first = await draft_series_metadata(state, *series)
+        assert first is not None and len(orjson.loads(first)) == 2
+        hidden = series_folder.rename(series_folder.with_name("hidden"))
+        try:  # the same version again: served from Redis, the files are not read
+            assert await draft_series_metadata(state, *series) == first
+        finally:
+            hidden.rename(series_folder)
+        store(system, paths[2:])
+        changed = await draft_series_metadata(state, *series)
+        assert changed is not None and len(orjson.loads(changed)) == 3
+        await cache.delete(series_draft_key(*series))
+        assert await draft_series_metadata(state, *series) == changed
+        assert await draft_series_metadata(state, "default", uid_root, f"{uid_root}.9") is None
+    finally:
+        await cache.aclose()
+        await pool.close()
 
 
 # --- rendered --------------------------------------------------------------------------------

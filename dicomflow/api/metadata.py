@@ -13,12 +13,14 @@ from dicomflow.api.deps import public_origin
 from dicomflow.api.negotiation import accepts_json
 from dicomflow.api.state import ApiState
 from dicomflow.core.cache import (
+    DRAFT_METADATA_TTL,
     SERIES_METADATA_TTL,
     STUDY_SERIES_TTL,
+    series_draft_key,
     series_metadata_key,
     study_series_key,
 )
-from dicomflow.core.index import series_instances
+from dicomflow.core.index import series_instances, series_version
 from dicomflow.core.series_metadata import build_series_metadata
 from dicomflow.core.storage import SeriesLocation
 
@@ -83,10 +85,38 @@ async def series_metadata(
         else:
             await _cache_set(state, cache_key, body, SERIES_METADATA_TTL)
             return body
+    return await draft_series_metadata(state, tenant, study_uid, series_uid)
+
+
+async def draft_series_metadata(
+    state: ApiState, tenant: str, study_uid: str, series_uid: str
+) -> bytes | None:
+    """Metadata of a series not stable yet: built from the files once per version of the
+    series (kept in Redis), so repeated requests do not rebuild it."""
+    version = await series_version(state.pool, tenant, study_uid, series_uid)
+    if version is None:
+        return None
+    draft_key = series_draft_key(tenant, study_uid, series_uid)
+    try:
+        cached_version, cached = await state.redis.hmget(draft_key, ["version", "body"])
+    except Exception as exc:  # Redis is a cache
+        log.warning("Redis unavailable: %s", exc)
+        cached_version = cached = None
+    if cached is not None and cached_version == version.encode():
+        return cached
+    # Rows read after the version: the body holds at least that version's instances.
     instances = await series_instances(state.pool, tenant, study_uid, series_uid)
     if not instances:
         return None
-    return await asyncio.to_thread(build_series_metadata, state.storage, tenant, instances)
+    body = await asyncio.to_thread(build_series_metadata, state.storage, tenant, instances)
+    try:
+        async with state.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(draft_key, mapping={"version": version, "body": body})
+            pipe.expire(draft_key, DRAFT_METADATA_TTL)
+            await pipe.execute()
+    except Exception as exc:  # Redis is a cache
+        log.warning("Redis unavailable: %s", exc)
+    return body
 
 
 async def _cache_get(state: ApiState, key: str) -> bytes | None:

@@ -2,6 +2,7 @@
 
 SERIES_METADATA_TTL = 7 * 24 * 3600
 STUDY_SERIES_TTL = 24 * 3600
+DRAFT_METADATA_TTL = 600  # a series is unstable for seconds to minutes
 
 
 def series_metadata_key(tenant: str, study_uid: str, series_uid: str) -> str:
@@ -10,3 +11,8 @@ def series_metadata_key(tenant: str, study_uid: str, series_uid: str) -> str:
 
 def study_series_key(tenant: str, study_uid: str) -> str:
     return f"dicomflow:study-series:{tenant}:{study_uid}"
+
+
+def series_draft_key(tenant: str, study_uid: str, series_uid: str) -> str:
+    """Metadata built on demand for a series not stable yet, with the version it was built at."""
+    return f"dicomflow:series-metadata-draft:{tenant}:{study_uid}:{series_uid}"
