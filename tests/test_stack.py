@@ -12,6 +12,7 @@ from dicomflow.core.settings import Settings
 from dicomflow.core.topics import TOPICS
 from dicomflow.stack.manager import status
 from dicomflow.stack.migrations import MIGRATIONS_DIR
+from dicomflow.stack.services import kafka_cluster_id
 from tests.services import ROOT
 
 PROBE_TOPIC = "dicomflow-protocol-probe"
@@ -29,6 +30,12 @@ def test_stack_up_twice_is_harmless(stack: Settings, base_env: dict[str, str]) -
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "started: nothing (already running)"
     assert set(status(stack).values()) == {"running"}
+
+
+def test_kafka_cluster_ids_never_look_like_an_option() -> None:
+    ids = [kafka_cluster_id() for _ in range(2000)]  # one in 64 random ids starts with "-"
+    assert not any(i.startswith("-") for i in ids)
+    assert len(set(ids)) == len(ids) and {len(i) for i in ids} == {22}
 
 
 def test_external_services_are_not_started() -> None:

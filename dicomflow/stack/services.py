@@ -305,7 +305,7 @@ class KafkaService(LocalService):
         )
         if (data / "meta.properties").exists():
             return
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = kafka_cluster_id()
         run(
             [
                 "java",
@@ -413,3 +413,12 @@ def _version_key(path: str) -> int:
         return int(Path(path).parent.parent.name)
     except ValueError:
         return 0
+
+
+def kafka_cluster_id() -> str:
+    """A random KRaft cluster id as `kafka-storage random-uuid` makes one: URL-safe base64 of
+    16 random bytes, never starting with `-` (the tool would take it for an option)."""
+    while True:
+        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not text.startswith("-"):
+            return text
