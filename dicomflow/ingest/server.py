@@ -17,7 +17,7 @@ from pynetdicom.sop_class import Verification
 
 from dicomflow.core.settings import Settings
 from dicomflow.core.storage import LocalStorage
-from dicomflow.ingest.handlers import handle_requested, handle_store
+from dicomflow.ingest.handlers import handle_connection_open, handle_requested, handle_store
 from dicomflow.ingest.publisher import EventPublisher
 from dicomflow.ingest.store import InstanceStore
 
@@ -58,6 +58,14 @@ def build_ae(settings: Settings) -> AE:
     return ae
 
 
+def event_handlers(settings: Settings, store: InstanceStore) -> list[evt.EventHandlerType]:
+    return [
+        (evt.EVT_CONN_OPEN, handle_connection_open, [settings]),
+        (evt.EVT_REQUESTED, handle_requested, [settings]),
+        (evt.EVT_C_STORE, handle_store, [settings, store]),
+    ]
+
+
 def serve(settings: Settings) -> None:
     """Run the SCP in the foreground until SIGINT or SIGTERM."""
     if settings.scp_metrics_port:
@@ -65,13 +73,10 @@ def serve(settings: Settings) -> None:
     publisher = EventPublisher(settings)
     publisher.start()
     store = InstanceStore(settings, LocalStorage(settings.storage_dir), publisher)
-    ae = build_ae(settings)
-    handlers = [
-        (evt.EVT_REQUESTED, handle_requested, [settings]),
-        (evt.EVT_C_STORE, handle_store, [settings, store]),
-    ]
-    server = ae.start_server(
-        (settings.scp_host, settings.scp_port), block=False, evt_handlers=handlers
+    server = build_ae(settings).start_server(
+        (settings.scp_host, settings.scp_port),
+        block=False,
+        evt_handlers=event_handlers(settings, store),
     )
     log.info(
         "Storage SCP %s listening on %s:%d", settings.ae_title, settings.scp_host, settings.scp_port
