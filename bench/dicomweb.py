@@ -4,13 +4,15 @@
 
 Starts its own dicomflow stack and services and its own Orthanc (as bench/cstore.py does),
 loads both with the same two series of the corpus (500 CT instances in study 1, 50 in study
-2) over C-STORE, then times sequential requests with httpx on loopback (one keep-alive
-connection per server, one warm-up request before the N timed ones, median reported):
+2) over C-STORE, then times requests with httpx on loopback: one keep-alive connection per
+server, one warm-up request per server, then N timed requests per server in blocks of 5, the
+servers taking turns block by block; the median is reported.
 
 - series metadata, 50 and 500 instances (`Accept: application/dicom+json`). dicomflow has
-  three paths, each measured on its own: on demand (series not stable yet: built from the
-  files on every request), precomputed and in Redis (warm: what a viewer gets once the
-  series is stable), precomputed file with the Redis entry removed before each request;
+  four paths, each measured on its own: built on demand (series not stable yet, its Redis
+  draft removed before each request), the draft of that build kept in Redis, precomputed and
+  in Redis (warm: what a viewer gets once the series is stable), precomputed file with the
+  Redis entry removed before each request;
 - QIDO-RS studies by PatientID;
 - one instance (`multipart/related; type="application/dicom"; transfer-syntax=*`);
 - the whole 500-instance series (~263 MB, `multipart/related; type="application/dicom"` as
