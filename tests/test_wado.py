@@ -1,5 +1,6 @@
 """WADO-RS retrieval end to end: storescu -> SCP -> index -> dicomweb-client and httpx."""
 
+import asyncio
 import io
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,9 +20,12 @@ from pydicom.dataset import Dataset
 from pydicom.encaps import generate_frames
 from pydicom.uid import ExplicitVRLittleEndian
 
+from dicomflow.api import metadata
 from dicomflow.api.metadata import draft_series_metadata
+from dicomflow.api.single_flight import SingleFlight
 from dicomflow.core.cache import series_draft_key
 from dicomflow.core.db import create_pool
+from dicomflow.core.series_metadata import build_series_metadata
 from dicomflow.core.settings import Settings
 from dicomflow.core.storage import LocalStorage, study_date_folder
 from tests.dicom_factory import make_ct
@@ -293,15 +297,31 @@ def test_metadata_is_gzipped_when_accepted_and_follows_a_changed_series(
 
 
 async def test_metadata_of_a_series_not_stable_yet_is_built_once_per_version(
-    system: RunningServices, stack: Settings, tmp_path: Path, uid_root: str
+    system: RunningServices,
+    stack: Settings,
+    tmp_path: Path,
+    uid_root: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     paths = cts(tmp_path, uid_root, 3)
     store(system, paths[:2])
     series_folder = stored_path(system, pydicom.dcmread(paths[0])).parent
     pool = await create_pool(stack)
     cache = aioredis.from_url(stack.redis_location)
-    state = SimpleNamespace(pool=pool, redis=cache, storage=LocalStorage(system.storage_root))
+    state = SimpleNamespace(
+        pool=pool,
+        redis=cache,
+        storage=LocalStorage(system.storage_root),
+        draft_builds=SingleFlight(),
+    )
     series = ("default", uid_root, f"{uid_root}.1")
+    builds: list[int] = []
+
+    def counted_build(*args: object) -> bytes:
+        builds.append(1)
+        return build_series_metadata(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(metadata, "build_series_metadata", counted_build)
     try:
         first = await draft_series_metadata(state, *series)
         assert first is not None and len(orjson.loads(first)) == 2
@@ -314,7 +334,9 @@ async def test_metadata_of_a_series_not_stable_yet_is_built_once_per_version(
         changed = await draft_series_metadata(state, *series)
         assert changed is not None and len(orjson.loads(changed)) == 3
         await cache.delete(series_draft_key(*series))
-        assert await draft_series_metadata(state, *series) == changed
+        together = [draft_series_metadata(state, *series) for _ in range(4)]
+        assert await asyncio.gather(*together) == [changed] * 4
+        assert len(builds) == 3  # one per version, and one for the four at once
         assert await draft_series_metadata(state, "default", uid_root, f"{uid_root}.9") is None
     finally:
         await cache.aclose()

@@ -17,6 +17,7 @@ from prometheus_client import make_asgi_app
 from dicomflow.api.access_log import AccessLogMiddleware, AccessLogPublisher
 from dicomflow.api.compression import GZIP_LEVEL, MIN_GZIP_SIZE, GzipCache
 from dicomflow.api.routes import health, qido, stow, viewer, wado
+from dicomflow.api.single_flight import SingleFlight
 from dicomflow.api.state import ApiState
 from dicomflow.core.db import create_pool
 from dicomflow.core.settings import Settings
@@ -65,6 +66,7 @@ def create_app(settings: Settings) -> FastAPI:
             json_storage=LocalStorage(settings.json_dir),
             instances=InstanceStore(settings, storage, publisher),
             metadata_gzip=GzipCache(settings.metadata_gzip_cache_bytes),
+            draft_builds=SingleFlight(),
         )
         app.state.api = state
         access_log.start()

@@ -92,7 +92,8 @@ async def draft_series_metadata(
     state: ApiState, tenant: str, study_uid: str, series_uid: str
 ) -> bytes | None:
     """Metadata of a series not stable yet: built from the files once per version of the
-    series (kept in Redis), so repeated requests do not rebuild it."""
+    series (kept in Redis; concurrent requests share one build), so repeated requests do not
+    rebuild it."""
     version = await series_version(state.pool, tenant, study_uid, series_uid)
     if version is None:
         return None
@@ -104,6 +105,15 @@ async def draft_series_metadata(
         cached_version = cached = None
     if cached is not None and cached_version == version.encode():
         return cached
+    return await state.draft_builds.run(
+        (draft_key, version),
+        lambda: _build_draft(state, tenant, study_uid, series_uid, draft_key, version),
+    )
+
+
+async def _build_draft(
+    state: ApiState, tenant: str, study_uid: str, series_uid: str, draft_key: str, version: str
+) -> bytes | None:
     # Rows read after the version: the body holds at least that version's instances.
     instances = await series_instances(state.pool, tenant, study_uid, series_uid)
     if not instances:

@@ -10,6 +10,7 @@ from aiokafka import AIOKafkaClient
 from aiokafka.errors import KafkaError
 
 from dicomflow.api.compression import GzipCache
+from dicomflow.api.single_flight import SingleFlight
 from dicomflow.core.settings import Settings
 from dicomflow.core.storage import LocalStorage
 from dicomflow.ingest.store import InstanceStore
@@ -27,6 +28,7 @@ class ApiState:
     json_storage: LocalStorage
     instances: InstanceStore  # STOW-RS: the SCP's write-and-publish path, on the API's outbox
     metadata_gzip: GzipCache
+    draft_builds: SingleFlight
 
     async def kafka_reachable(self, timeout: float = 2.0) -> bool:
         try:
