@@ -285,48 +285,30 @@ class Bench:
         return self.heavy_reps if m.count > 100 else self.reps
 
     def on_demand_metadata(self, series: list[Manifest]) -> list[Row]:
-        """Phase 1 (series not stable): dicomflow built on demand (its draft entry removed
-        before each request), then its draft kept in Redis, each against Orthanc."""
-        cache = redis.Redis.from_url(self.system.redis_url)
-        rows = []
-        try:
-            for m in series:
-                key = series_draft_key(harness.TENANT, m.study_uid, m.series_uid)
-                for name, encoding in ENCODINGS.items():
-                    operation = f"series metadata, {m.count} inst."
-                    log(f"{operation}, {name}: dicomflow on demand (built, then draft)")
-                    request = Request(self.metadata_path(m), DICOM_JSON, encoding)
-                    reps, check = self.metadata_reps(m), Checker.json_array(m.count)
-                    ours, theirs = alternating(
-                        [
-                            (self.dicomflow, request, lambda key=key: cache.delete(key)),
-                            (self.orthanc, request, None),
-                        ],
-                        reps,
-                        check,
-                    )
-                    rows.append(Row(operation, name, ON_DEMAND, ours, theirs))
-                    ours, theirs = alternating(
-                        [(self.dicomflow, request, None), (self.orthanc, request, None)],
-                        reps,
-                        check,
-                    )
-                    rows.append(Row(operation, name, DRAFT, ours, theirs))
-        finally:
-            cache.close()
-        return rows
+        """Phase 1 (series not stable): built on demand, then the draft kept in Redis."""
+        return self._metadata(series, series_draft_key, ON_DEMAND, DRAFT)
 
     def precomputed_metadata(self, series: list[Manifest]) -> list[Row]:
-        """Phase 2 (series stable, metadata written): Redis hit, and the file behind it, each
-        alternating with Orthanc."""
+        """Phase 2 (series stable, metadata written): the file, then the Redis entry."""
+        return self._metadata(series, series_metadata_key, FILE, WARM)
+
+    def _metadata(
+        self,
+        series: list[Manifest],
+        key_of: Callable[[str, str, str], str],
+        uncached: str,
+        cached: str,
+    ) -> list[Row]:
+        """Each series and encoding, alternating with Orthanc: dicomflow with its Redis entry
+        `key_of(...)` deleted before each request (path `uncached`), then kept (`cached`)."""
         cache = redis.Redis.from_url(self.system.redis_url)
         rows = []
         try:
             for m in series:
-                key = series_metadata_key(harness.TENANT, m.study_uid, m.series_uid)
+                key = key_of(harness.TENANT, m.study_uid, m.series_uid)
                 for name, encoding in ENCODINGS.items():
                     operation = f"series metadata, {m.count} inst."
-                    log(f"{operation}, {name}: dicomflow precomputed (file, then Redis)")
+                    log(f"{operation}, {name}: dicomflow {uncached}, then {cached}")
                     request = Request(self.metadata_path(m), DICOM_JSON, encoding)
                     reps, check = self.metadata_reps(m), Checker.json_array(m.count)
                     ours, theirs = alternating(
@@ -337,14 +319,14 @@ class Bench:
                         reps,
                         check,
                     )
-                    rows.append(Row(operation, name, FILE, ours, theirs))
-                    self.dicomflow.timed(request, False)  # fills Redis again
+                    rows.append(Row(operation, name, uncached, ours, theirs))
+                    self.dicomflow.timed(request, False)  # fills the Redis entry again
                     ours, theirs = alternating(
                         [(self.dicomflow, request, None), (self.orthanc, request, None)],
                         reps,
                         check,
                     )
-                    rows.append(Row(operation, name, WARM, ours, theirs))
+                    rows.append(Row(operation, name, cached, ours, theirs))
         finally:
             cache.close()
         return rows
