@@ -63,7 +63,7 @@ async def study_series(state: ApiState, tenant: str, study_uid: str) -> list[str
         return orjson.loads(cached)
     series = await queries.study_series(state.pool, tenant, study_uid)
     if series:
-        await _cache_set(state, key, orjson.dumps(series), STUDY_SERIES_TTL)
+        state.in_background(_cache_set(state, key, orjson.dumps(series), STUDY_SERIES_TTL))
     return series
 
 
@@ -83,7 +83,7 @@ async def series_metadata(
         except OSError as exc:
             log.warning("precomputed metadata %s unreadable (%s); building it", metadata_key, exc)
         else:
-            await _cache_set(state, cache_key, body, SERIES_METADATA_TTL)
+            state.in_background(_cache_set(state, cache_key, body, SERIES_METADATA_TTL))
             return body
     return await draft_series_metadata(state, tenant, study_uid, series_uid)
 

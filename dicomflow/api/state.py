@@ -2,7 +2,9 @@
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import Any
 
 import asyncpg
 import redis.asyncio as aioredis
@@ -29,6 +31,13 @@ class ApiState:
     instances: InstanceStore  # STOW-RS: the SCP's write-and-publish path, on the API's outbox
     metadata_gzip: GzipCache
     draft_builds: SingleFlight
+    _background: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def in_background(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run `work` (e.g. filling a cache) without the request waiting for it."""
+        task = asyncio.create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def kafka_reachable(self, timeout: float = 2.0) -> bool:
         try:
@@ -39,6 +48,7 @@ class ApiState:
         return True
 
     async def close(self) -> None:
+        await asyncio.gather(*self._background, return_exceptions=True)
         await self.kafka.close()
         await self.redis.aclose()
         await self.pool.close()
