@@ -343,6 +343,27 @@ async def test_metadata_of_a_series_not_stable_yet_is_built_once_per_version(
         await pool.close()
 
 
+async def test_metadata_is_built_from_the_files_when_redis_is_down(
+    system: RunningServices, stack: Settings, tmp_path: Path, uid_root: str
+) -> None:
+    store(system, cts(tmp_path, uid_root, 2))
+    pool = await create_pool(stack)
+    nowhere = aioredis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.5)
+    state = SimpleNamespace(
+        pool=pool,
+        redis=nowhere,
+        storage=LocalStorage(system.storage_root),
+        draft_builds=SingleFlight(),
+    )
+    try:
+        for _ in range(2):
+            body = await draft_series_metadata(state, "default", uid_root, f"{uid_root}.1")
+            assert body is not None and len(orjson.loads(body)) == 2
+    finally:
+        await nowhere.aclose()
+        await pool.close()
+
+
 # --- rendered --------------------------------------------------------------------------------
 
 

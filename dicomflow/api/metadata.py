@@ -1,7 +1,9 @@
 """Series metadata for WADO-RS: Redis first, then the precomputed file, else built on demand."""
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import Iterator
 
 import orjson
 from fastapi import HTTPException, Request
@@ -98,11 +100,9 @@ async def draft_series_metadata(
     if version is None:
         return None
     draft_key = series_draft_key(tenant, study_uid, series_uid)
-    try:
+    cached_version = cached = None
+    with _redis_is_a_cache():
         cached_version, cached = await state.redis.hmget(draft_key, ["version", "body"])
-    except Exception as exc:  # Redis is a cache
-        log.warning("Redis unavailable: %s", exc)
-        cached_version = cached = None
     if cached is not None and cached_version == version.encode():
         return cached
     return await state.draft_builds.run(
@@ -119,26 +119,30 @@ async def _build_draft(
     if not instances:
         return None
     body = await asyncio.to_thread(build_series_metadata, state.storage, tenant, instances)
-    try:
+    with _redis_is_a_cache():
         async with state.redis.pipeline(transaction=True) as pipe:
             pipe.hset(draft_key, mapping={"version": version, "body": body})
             pipe.expire(draft_key, DRAFT_METADATA_TTL)
             await pipe.execute()
-    except Exception as exc:  # Redis is a cache
-        log.warning("Redis unavailable: %s", exc)
     return body
 
 
 async def _cache_get(state: ApiState, key: str) -> bytes | None:
-    try:
+    with _redis_is_a_cache():
         return await state.redis.get(key)
-    except Exception as exc:  # Redis is a cache: answer from PostgreSQL and files without it
-        log.warning("Redis unavailable: %s", exc)
-        return None
+    return None
 
 
 async def _cache_set(state: ApiState, key: str, body: bytes, ttl: int) -> None:
-    try:
+    with _redis_is_a_cache():
         await state.redis.set(key, body, ex=ttl)
-    except Exception as exc:  # Redis is a cache
+
+
+@contextlib.contextmanager
+def _redis_is_a_cache() -> Iterator[None]:
+    """Log Redis errors instead of raising them: without Redis, answers come from PostgreSQL
+    and files."""
+    try:
+        yield
+    except Exception as exc:
         log.warning("Redis unavailable: %s", exc)
