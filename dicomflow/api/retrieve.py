@@ -102,9 +102,8 @@ async def instance_parts(
     for instance in instances:
         choice = choices[instance.transfer_syntax]
         if choice.transcode:
-            fh = await asyncio.to_thread(storage.open, instance.key)
             try:
-                body = await asyncio.to_thread(_transcode_and_close, fh)
+                body = await asyncio.to_thread(_transcode_stored, storage, instance.key)
             except CannotDecode as exc:
                 choice = _as_stored(accept, instance.transfer_syntax, str(exc))
             else:
@@ -115,8 +114,9 @@ async def instance_parts(
         yield Part(choice.part_content_type(), body)
 
 
-def _transcode_and_close(fh: BinaryIO) -> bytes:
-    with fh:
+def _transcode_stored(storage: LocalStorage, key: str) -> bytes:
+    """Open and transcode a stored instance in one thread hop."""
+    with storage.open(key) as fh:
         return transcode_instance(fh)
 
 
