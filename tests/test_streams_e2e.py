@@ -119,19 +119,21 @@ def test_load_gives_exact_counts_and_series_metadata(
 
     json_rows = wait_for(lambda: metadata_written(stack, uid_root), 60, 0.5, what="metadata")
     assert {r["json_status"] for r in json_rows} == {"ok"}
-    json_files = sorted(Path(system.env["DICOMFLOW_JSON_ROOT"]).rglob(f"{uid_root}.*.json"))
+    json_root = Path(system.env["DICOMFLOW_JSON_ROOT"])
+    json_files = sorted(json_root.glob(f"default/*/*/{uid_root}.*.json"))
     assert len(json_files) == 6
     for json_file in json_files:
         series_uid = json_file.stem
         instances = orjson.loads(json_file.read_bytes())
         assert len(instances) == INSTANCES
         by_sop = {i["00080018"]["Value"][0]: i for i in instances}
-        stored = sorted(json_file.parent.joinpath(series_uid).glob("*.dcm")) or sorted(
-            (system.storage_root / "default").rglob(f"{series_uid}/*.dcm")
-        )
+        stored = sorted((system.storage_root / "default").rglob(f"{series_uid}/*.dcm"))
         assert len(stored) == INSTANCES
         for path in stored:
-            assert_same_json(by_sop[path.stem], expected_json(path))
+            expected = expected_json(path)
+            assert_same_json(by_sop[path.stem], expected)
+            kept = json_file.with_suffix("") / f"{path.stem}.json"  # each instance's, kept
+            assert orjson.loads(kept.read_bytes()) == by_sop[path.stem]
 
     for topic in ("dicom_image_queue", "log_queue"):
         messages = asyncio.run(

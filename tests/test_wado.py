@@ -312,6 +312,7 @@ async def test_metadata_of_a_series_not_stable_yet_is_built_once_per_version(
         pool=pool,
         redis=cache,
         storage=LocalStorage(system.storage_root),
+        json_storage=LocalStorage(Path(system.env["DICOMFLOW_JSON_ROOT"])),
         draft_builds=SingleFlight(),
     )
     series = ("default", uid_root, f"{uid_root}.1")
@@ -353,6 +354,7 @@ async def test_metadata_is_built_from_the_files_when_redis_is_down(
         pool=pool,
         redis=nowhere,
         storage=LocalStorage(system.storage_root),
+        json_storage=LocalStorage(Path(system.env["DICOMFLOW_JSON_ROOT"])),
         draft_builds=SingleFlight(),
     )
     try:

@@ -118,7 +118,9 @@ async def _build_draft(
     instances = await series_instances(state.pool, tenant, study_uid, series_uid)
     if not instances:
         return None
-    body = await asyncio.to_thread(build_series_metadata, state.storage, tenant, instances)
+    body = await asyncio.to_thread(
+        build_series_metadata, state.storage, state.json_storage, tenant, instances
+    )
     with _redis_is_a_cache():
         async with state.redis.pipeline(transaction=True) as pipe:
             pipe.hset(draft_key, mapping={"version": version, "body": body})

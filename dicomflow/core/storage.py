@@ -44,6 +44,10 @@ class SeriesLocation:
         """Key of the series metadata (DICOM JSON) under the JSON root."""
         return f"{self.prefix}.json"
 
+    def instance_metadata_key(self, sop_uid: str) -> str:
+        """Key of one instance's DICOM JSON under the JSON root, beside its series' file."""
+        return f"{self.prefix}/{validate_uid(sop_uid, 'SOP Instance UID')}.json"
+
     @classmethod
     def of_instance_key(cls, key: str) -> "SeriesLocation":
         """The series location of an instance key made by `instance_key` (validated again)."""
@@ -77,8 +81,12 @@ class LocalStorage:
             raise InvalidIdentifier(f"storage key {key!r} leaves the storage root")
         return Path(path)
 
-    def write_atomic(self, key: str, chunks: Iterable[bytes]) -> int:
-        """Write to a temporary file beside the target, fsync, rename over it; return the size."""
+    def write_atomic(self, key: str, chunks: Iterable[bytes], durable: bool = True) -> int:
+        """Write to a temporary file beside the target, fsync, rename over it; return the size.
+
+        Not `durable`: no fsync (for data rebuilt from the DICOM files when lost); readers
+        still see the old or the new content, never a mix, unless the machine crashes.
+        """
         path = self._path(key)
         self._make_dirs(path.parent)
         tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
@@ -88,13 +96,15 @@ class LocalStorage:
                 for chunk in chunks:
                     fh.write(chunk)
                     size += len(chunk)
-                fh.flush()
-                os.fsync(fh.fileno())
+                if durable:
+                    fh.flush()
+                    os.fsync(fh.fileno())
             os.replace(tmp, path)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        self._fsync_dir(path.parent)
+        if durable:
+            self._fsync_dir(path.parent)
         return size
 
     def open(self, key: str) -> BinaryIO:
@@ -107,6 +117,12 @@ class LocalStorage:
 
     def read_bytes(self, key: str) -> bytes:
         return self._path(key).read_bytes()
+
+    def read_bytes_if_present(self, key: str) -> bytes | None:
+        try:
+            return self.read_bytes(key)
+        except FileNotFoundError:
+            return None
 
     def has_identical(self, key: str, data: bytes) -> bool:
         """True when `key` holds exactly `data` (sizes compared first)."""

@@ -1,9 +1,18 @@
 """Fan-out: each storage event becomes an image record, an object record and series progress."""
 
 import asyncio
+import contextlib
 import logging
 
+from pydicom.dataset import Dataset
+
 from dicomflow.core.cache import series_metadata_key, study_series_key
+from dicomflow.core.series_metadata import (
+    instance_metadata,
+    instance_metadata_key,
+    keep_instance_metadata,
+    read_instance,
+)
 from dicomflow.streams.app import app
 from dicomflow.streams.progress import (
     instance_key,
@@ -15,7 +24,7 @@ from dicomflow.streams.resources import resources
 from dicomflow.streams.state import send_state
 from dicomflow.streams.topics import image_topic, log_topic, storage_topic
 from dicomflow.tables.extract import image_record, read_header
-from dicomflow.tables.records import StorageEvent
+from dicomflow.tables.records import ImageRecord, StorageEvent
 
 log = logging.getLogger(__name__)
 
@@ -25,15 +34,34 @@ def load_header(key: str):  # type: ignore[no-untyped-def]
         return read_header(fh)
 
 
+def read_and_keep_metadata(event: StorageEvent) -> tuple[Dataset, ImageRecord]:
+    """The stored file's header and image record; its DICOM JSON is kept on the way (one read
+    of the file), before the image record can make the instance visible."""
+    json_storage = resources().json_storage
+    with resources().storage.open(event.file_path) as fh:
+        header = read_instance(fh)
+        record = image_record(header, event)
+        try:
+            body = instance_metadata(
+                header, event.tenant_id, event.study_uid, event.series_uid, event.sop_uid
+            )
+            keep_instance_metadata(json_storage, event.file_path, body)
+        except Exception as exc:  # never holds up indexing: the metadata is built from the file
+            log.warning("cannot keep the metadata of %s: %s", event.file_path, exc)
+            with contextlib.suppress(OSError):
+                json_storage.delete(instance_metadata_key(event.file_path))
+    return header, record
+
+
 @app.agent(storage_topic)
 async def fan_out(stream):  # type: ignore[no-untyped-def]
     async for key, event in stream.items():
         try:
-            header = await asyncio.to_thread(load_header, event.file_path)
+            header, record = await asyncio.to_thread(read_and_keep_metadata, event)
         except (OSError, ValueError) as exc:
             log.error("cannot read %s for event %s: %s", event.file_path, event.trace_id, exc)
             continue
-        await image_topic.send(key=key, value=image_record(header, event))
+        await image_topic.send(key=key, value=record)
         await log_topic.send(key=key, value=event)
 
         seen_key = instance_key(event)

@@ -74,7 +74,9 @@ async def generate(res: Resources, event: StorageEvent, expected_instances: int)
     )
     if len(rows) < expected_instances:
         raise IncompleteSeries(f"{len(rows)} of {expected_instances} instances indexed")
-    body = await asyncio.to_thread(build_series_metadata, res.storage, event.tenant_id, rows)
+    body = await asyncio.to_thread(
+        build_series_metadata, res.storage, res.json_storage, event.tenant_id, rows
+    )
     location = SeriesLocation.of_instance_key(event.file_path)
     await asyncio.to_thread(res.json_storage.write_atomic, location.metadata_key, [body])
     try:

@@ -80,7 +80,11 @@ async def instance_metadata(
     if row is None:
         raise HTTPException(404, f"instance {instance} not found")
     body = await asyncio.to_thread(
-        build_series_metadata, state.storage, tenant, [(study, series, instance, row["file_path"])]
+        build_series_metadata,
+        state.storage,
+        state.json_storage,
+        tenant,
+        [(study, series, instance, row["file_path"])],
     )
     return await metadata_response(request, state, body)
 
