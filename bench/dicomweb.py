@@ -56,12 +56,13 @@ SERIES_ACCEPT = 'multipart/related; type="application/dicom"'  # dicomweb-client
 BLOCK = 5  # consecutive requests to one server before the other takes its turn
 NEVER_STABLE = 86400.0  # phase 1: the worker indexes but never marks the series stable
 
-ON_DEMAND = "cold"  # on demand: the series is not stable yet, built from the files per request
+ON_DEMAND = "cold"  # on demand: the series is not stable yet, built per request
 DRAFT = "draft"  # on demand, the build of the series' current version kept in Redis
 WARM = "warm"  # precomputed and in Redis: what viewers get once the series is stable
 FILE = "file"  # precomputed file, its Redis entry removed before each request
 PATHS = {
-    ON_DEMAND: "dicomflow cold = on demand: series not stable yet, built from files per request",
+    ON_DEMAND: "dicomflow cold = on demand: series not stable yet, built per request from the"
+    " instances' metadata kept at indexing",
     DRAFT: "dicomflow draft = series not stable yet, its on-demand build of this version in Redis",
     WARM: "dicomflow warm = precomputed when the series became stable, served from Redis",
     FILE: "dicomflow file = precomputed file, Redis entry removed before each request",
