@@ -5,8 +5,8 @@ ingest rates every fetch returns one message, and the broker and the worker spen
 time on fetch round trips than on the events. Here a fetch waits for `FETCH_MIN_BYTES` or
 `FETCH_MAX_WAIT_MS`, whichever comes first: an idle worker asks four times a second (not
 ten: each fetch lists every partition it reads), and a lone event waits at most that long
-per hop. Registered under the `faust.transports` entry
-point as `kafka-batched`, the scheme of `broker_url()`.
+per hop. Registered under the `faust.transports` entry point as `kafka-batched`, the scheme
+of `broker_url()`.
 """
 
 from typing import Any
