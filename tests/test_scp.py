@@ -229,20 +229,24 @@ def test_invalid_uids_rejected_and_nothing_escapes(
 ) -> None:
     path = tmp_path / "bad.dcm"
     make_ct(path, study_uid=study, series_uid=series, sop_uid=sop)
-    before = _files_outside_logs(system.run_dir)
+    before = _files_the_scp_could_write(system)
     result = storescu(system.scp_port, [path], extra=["-d"])
     log = result.stdout + result.stderr
     assert "0xc000: Error: Cannot understand" in log
     assert comment in log
-    assert _files_outside_logs(system.run_dir) == before
+    assert _files_the_scp_could_write(system) == before
     assert not (system.run_dir.parent / "x").exists()
     assert not (system.storage_root / "x").exists()
 
 
-def _files_outside_logs(directory: Path) -> set[Path]:
-    """Every file under `directory` except logs and the outbox (which change on their own)."""
+def _files_the_scp_could_write(system: RunningServices) -> set[Path]:
+    """Every file of the running system except logs, the outbox and the metadata the worker
+    writes for earlier instances (which change on their own)."""
+    json_root = Path(system.env["DICOMFLOW_JSON_ROOT"])
     return {
-        p for p in _all_files(directory) if p.suffix != ".log" and not p.name.startswith("outbox")
+        p
+        for p in _all_files(system.run_dir)
+        if p.suffix != ".log" and not p.name.startswith("outbox") and json_root not in p.parents
     }
 
 
