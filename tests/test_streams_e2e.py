@@ -130,8 +130,7 @@ def test_load_gives_exact_counts_and_series_metadata(
         stored = sorted((system.storage_root / "default").rglob(f"{series_uid}/*.dcm"))
         assert len(stored) == INSTANCES
         for path in stored:
-            expected = expected_json(path)
-            assert_same_json(by_sop[path.stem], expected)
+            assert_same_json(by_sop[path.stem], expected_json(path))
             kept = json_file.with_suffix("") / f"{path.stem}.json"  # each instance's, kept
             assert orjson.loads(kept.read_bytes()) == by_sop[path.stem]
 
