@@ -50,17 +50,27 @@ def same_uids_in_two_tenants(
     for tenant in ("default", "tenant-b"):
         base, headers = bases(system)[tenant][0]
         wait_for(
-            lambda base=base, headers=headers: (
-                httpx.get(
-                    f"{base}/studies/{uid_root}.1/series/{uid_root}.2/metadata", headers=headers
-                ).status_code
-                == 200
-            ),
+            partial(indexed, base, headers, uid_root),
             30,
             0.2,
-            what=f"{tenant}'s metadata",
+            what=f"{tenant}'s instance in every index",
         )
     return sent
+
+
+def indexed(base: str, headers: dict[str, str], uid_root: str) -> bool:
+    """The instance is in the series and study indexes as well as the instance index (the
+    worker writes them from different topics, so they are not updated at the same moment)."""
+    study, series = f"{uid_root}.1", f"{uid_root}.2"
+    searches = [
+        httpx.get(f"{base}/studies", params={"StudyInstanceUID": study}, headers=headers),
+        httpx.get(f"{base}/studies/{study}/series", headers=headers),
+        httpx.get(f"{base}/instances", params={"SOPInstanceUID": f"{uid_root}.3"}, headers=headers),
+    ]
+    metadata = httpx.get(f"{base}/studies/{study}/series/{series}/metadata", headers=headers)
+    return metadata.status_code == 200 and all(
+        r.status_code == 200 and len(r.json()) == 1 for r in searches
+    )
 
 
 def test_every_endpoint_answers_only_with_its_own_tenant(
