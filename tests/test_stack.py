@@ -3,21 +3,16 @@
 import asyncio
 import subprocess
 import sys
-from pathlib import Path
 
 import asyncpg
-import faust
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from dicomflow.analytics.app import create_app as create_sink_app
 from dicomflow.core.settings import Settings
 from dicomflow.core.topics import TOPICS
 from dicomflow.stack.manager import status
 from dicomflow.stack.migrations import MIGRATIONS_DIR
 from dicomflow.stack.services import kafka_cluster_id
-from dicomflow.streams.app import configure
-from dicomflow.streams.transport import FETCH_MAX_WAIT_MS, FETCH_MIN_BYTES
 from tests.services import ROOT
 
 PROBE_TOPIC = "dicomflow-protocol-probe"
@@ -125,21 +120,3 @@ async def test_client_and_broker_speak_the_same_protocol(stack: Settings) -> Non
         (("h", b"1"),),
     )
     assert committed == sent.offset + 1
-
-
-async def test_worker_and_sink_consumers_fetch_in_batches(tmp_path: Path) -> None:
-    """Faust asks the broker to answer every fetch as soon as one message is there; the worker
-    and the analytics sink replace that on the attribute aiokafka's fetcher is built from."""
-    settings = Settings(state_dir=tmp_path)
-    plain = faust.App("plain-fetch", broker=f"kafka://{settings.kafka_servers}")
-    plain_consumer = plain.consumer._thread._create_worker_consumer(plain.transport)
-    batched = [
-        app.consumer._thread._create_worker_consumer(app.transport)
-        for app in (configure(settings), create_sink_app(settings))
-    ]
-    fetch_settings = [
-        (c._fetch_min_bytes, c._fetch_max_wait_ms) for c in [plain_consumer, *batched]
-    ]
-    for consumer in [plain_consumer, *batched]:
-        await consumer.stop()
-    assert fetch_settings == [(1, 1500), *[(FETCH_MIN_BYTES, FETCH_MAX_WAIT_MS)] * 2]
