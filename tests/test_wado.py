@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import SimpleNamespace
 
+import asyncpg
 import httpx
 import numpy as np
 import orjson
@@ -296,6 +297,19 @@ def test_metadata_is_gzipped_when_accepted_and_follows_a_changed_series(
     assert changed.content == get("identity").content
 
 
+def draft_state(
+    system: RunningServices, pool: asyncpg.Pool, redis: aioredis.Redis
+) -> SimpleNamespace:
+    """What `draft_series_metadata` reads of the API's state, on the running system's stores."""
+    return SimpleNamespace(
+        pool=pool,
+        redis=redis,
+        storage=LocalStorage(system.storage_root),
+        json_storage=LocalStorage(Path(system.env["DICOMFLOW_JSON_ROOT"])),
+        draft_builds=SingleFlight(),
+    )
+
+
 async def test_metadata_of_a_series_not_stable_yet_is_built_once_per_version(
     system: RunningServices,
     stack: Settings,
@@ -308,13 +322,7 @@ async def test_metadata_of_a_series_not_stable_yet_is_built_once_per_version(
     series_folder = stored_path(system, pydicom.dcmread(paths[0])).parent
     pool = await create_pool(stack)
     cache = aioredis.from_url(stack.redis_location)
-    state = SimpleNamespace(
-        pool=pool,
-        redis=cache,
-        storage=LocalStorage(system.storage_root),
-        json_storage=LocalStorage(Path(system.env["DICOMFLOW_JSON_ROOT"])),
-        draft_builds=SingleFlight(),
-    )
+    state = draft_state(system, pool, cache)
     series = ("default", uid_root, f"{uid_root}.1")
     builds: list[int] = []
 
@@ -350,13 +358,7 @@ async def test_metadata_is_built_from_the_files_when_redis_is_down(
     store(system, cts(tmp_path, uid_root, 2))
     pool = await create_pool(stack)
     nowhere = aioredis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.5)
-    state = SimpleNamespace(
-        pool=pool,
-        redis=nowhere,
-        storage=LocalStorage(system.storage_root),
-        json_storage=LocalStorage(Path(system.env["DICOMFLOW_JSON_ROOT"])),
-        draft_builds=SingleFlight(),
-    )
+    state = draft_state(system, pool, nowhere)
     try:
         for _ in range(2):
             body = await draft_series_metadata(state, "default", uid_root, f"{uid_root}.1")

@@ -93,9 +93,9 @@ async def series_metadata(
 async def draft_series_metadata(
     state: ApiState, tenant: str, study_uid: str, series_uid: str
 ) -> bytes | None:
-    """Metadata of a series not stable yet: built from the files once per version of the
-    series (kept in Redis; concurrent requests share one build), so repeated requests do not
-    rebuild it."""
+    """Metadata of a series not stable yet: built once per version of the series (from the
+    JSON the worker kept for each instance, else the files; kept in Redis; concurrent requests
+    share one build), so repeated requests do not rebuild it."""
     version = await series_version(state.pool, tenant, study_uid, series_uid)
     if version is None:
         return None
