@@ -3,6 +3,7 @@
 import faust
 
 from dicomflow.core.settings import Settings
+from dicomflow.streams.transport import broker_url
 
 APP_ID = "dicomflow-analytics"
 
@@ -11,7 +12,7 @@ def create_app(settings: Settings) -> faust.App:
     return faust.App(
         APP_ID,
         autodiscover=False,
-        broker=f"kafka://{settings.kafka_servers}",
+        broker=broker_url(settings.kafka_servers),
         store="memory://",
         topic_partitions=settings.topic_partitions,
         topic_replication_factor=1,

@@ -18,5 +18,5 @@ def run_sink(settings: Settings, log_level: str = "info") -> None:
     topics = {table.topic for table in SINK_TABLES}
     add_agents(app, settings)
     watch_lag(app, topics, settings.kafka_servers)
-    watchdog.watch(app, topics, settings)
+    watchdog.watch(app, settings)
     Worker(app, loglevel=log_level.lower()).execute_from_commandline()

@@ -3,6 +3,7 @@
 import faust
 
 from dicomflow.core.settings import Settings
+from dicomflow.streams.transport import broker_url
 
 app = faust.App("dicomflow", autodiscover=False)
 
@@ -11,7 +12,7 @@ def configure(settings: Settings) -> faust.App:
     """Configure the app from the settings; called once, before the worker starts."""
     app.config_from_object(
         {
-            "broker": f"kafka://{settings.kafka_servers}",
+            "broker": broker_url(settings.kafka_servers),
             "store": settings.table_store,
             "topic_partitions": settings.topic_partitions,
             "topic_replication_factor": 1,

@@ -6,7 +6,6 @@ from faust import Worker
 from prometheus_client import start_http_server
 
 from dicomflow.core.settings import Settings
-from dicomflow.core.topics import DICOM_IMAGE_QUEUE, DICOM_STATE_QUEUE, STORAGE_QUEUE
 from dicomflow.streams import resources, watchdog
 from dicomflow.streams.app import configure
 
@@ -16,7 +15,6 @@ AGENT_MODULES = (
     "dicomflow.streams.indexers",
     "dicomflow.streams.metadata",
 )
-SOURCE_TOPICS = (STORAGE_QUEUE, DICOM_STATE_QUEUE, DICOM_IMAGE_QUEUE)
 
 
 def run_worker(settings: Settings, log_level: str = "info") -> None:
@@ -26,5 +24,5 @@ def run_worker(settings: Settings, log_level: str = "info") -> None:
     app = configure(settings)
     for module in AGENT_MODULES:
         importlib.import_module(module)
-    watchdog.watch(app, SOURCE_TOPICS, settings)
+    watchdog.watch(app, settings)
     Worker(app, loglevel=log_level.lower()).execute_from_commandline()

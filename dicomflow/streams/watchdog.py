@@ -1,20 +1,21 @@
-"""Re-reads a partition whose committed offset is stuck behind unprocessed messages.
+"""Re-reads partitions whose committed offset is stuck behind unprocessed messages.
 
 Hand-written because Faust 0.15 can drop events it fetched while a rebalance or a table
 recovery was under way without acknowledging them: the committed offset then stays before
-them and they are processed only after the next restart. When a partition's committed offset
-has not moved for `worker_stuck_seconds` while messages wait, the worker seeks back to it;
-the events after it are processed again, which the idempotent writers absorb.
+them (`transport.py` sees to that) and they would be processed only after the next restart.
+When a partition's committed offset has not moved for `worker_stuck_seconds` while messages
+wait, the worker stops its flow, moves every partition back to its committed offset on the
+consumer's own thread (Faust's `perform_seek`, what it does after a rebalance), and resumes;
+the events after those offsets are processed again, which the idempotent writers absorb.
 """
 
 import logging
 import time
-from collections.abc import Collection
 
 import faust
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
-from faust.types import TP
+from faust.types import TP, ConsumerT
 
 from dicomflow.core.settings import Settings
 
@@ -34,8 +35,23 @@ async def committed_offsets(app: faust.App, kafka_servers: str) -> dict[TP, int]
     return {TP(tp.topic, tp.partition): meta.offset for tp, meta in offsets.items()}
 
 
-def watch(app: faust.App, topics: Collection[str], settings: Settings) -> None:
-    """Add to `app` the timer that reads again its stuck partitions of `topics`."""
+async def read_again_from_committed(consumer: ConsumerT) -> None:
+    """Move every assigned partition back to its committed offset with the flow stopped.
+
+    A seek alone, from the event loop while a fetched batch is being delivered, races the
+    consumer's own bookkeeping: the batch's next event moves the read position past the
+    offsets sought, and the events read again are dropped as already read.
+    """
+    consumer.stop_flow()
+    try:
+        await consumer.perform_seek()
+    finally:
+        consumer.resume_flow()
+
+
+def watch(app: faust.App, settings: Settings) -> None:
+    """Add to `app` the timer that reads again its stuck partitions (every topic whose
+    events it acknowledges: not the tables' changelogs)."""
     unchanged_since: dict[TP, tuple[int, float]] = {}
 
     async def reread_stuck_partitions() -> None:
@@ -45,10 +61,12 @@ def watch(app: faust.App, topics: Collection[str], settings: Settings) -> None:
             log.warning("cannot read the committed offsets: %s", exc)
             return
         now = time.monotonic()
+        stuck = False
         for tp in app.consumer.assignment():
             offset = committed.get(tp)
             end = app.consumer.highwater(tp)
-            if tp.topic not in topics or offset is None or end is None or end <= offset:
+            acknowledged = app.topics.acks_enabled_for(tp.topic)
+            if not acknowledged or offset is None or end is None or end <= offset:
                 unchanged_since.pop(tp, None)
                 continue
             previous = unchanged_since.get(tp)
@@ -62,7 +80,9 @@ def watch(app: faust.App, topics: Collection[str], settings: Settings) -> None:
                     now - previous[1],
                     end,
                 )
-                await app.consumer.seek(tp, offset)
                 unchanged_since[tp] = (offset, now)
+                stuck = True
+        if stuck:
+            await read_again_from_committed(app.consumer)
 
     app.timer(CHECK_INTERVAL)(reread_stuck_partitions)
