@@ -13,7 +13,7 @@ from dicomflow.core.identifiers import (
     validate_ae_title,
     validate_tenant,
 )
-from dicomflow.core.storage import LocalStorage, SeriesLocation, study_date_folder
+from dicomflow.core.storage import LocalStorage, SeriesLocation, read_at_most, study_date_folder
 from dicomflow.streams.progress import (
     RECEIVING,
     STABLE,
@@ -176,3 +176,15 @@ def test_quiet_only_after_the_stable_delay() -> None:
     assert not is_quiet(progress, 10.0, now=progress.last_activity + 9.9)
     assert is_quiet(progress, 10.0, now=progress.last_activity + 10.0)
     assert not is_quiet(mark_stable(progress), 10.0, now=time.time() + 100)
+
+
+@pytest.mark.parametrize(("start", "size"), [(0, 10), (0, 1 << 20), (95, 10), (100, 10), (0, 0)])
+def test_read_at_most_reads_what_read_would(tmp_path: Path, start: int, size: int) -> None:
+    path = tmp_path / "data"
+    path.write_bytes(bytes(range(100)))
+    with open(path, "rb") as fh:
+        fh.seek(start)
+        data = read_at_most(fh, size)
+        position = fh.tell()
+    assert data == bytes(range(100))[start : start + size]
+    assert position == start + len(data)

@@ -17,7 +17,7 @@ from dicomflow.api.multipart import Part, multipart_stream, new_boundary
 from dicomflow.api.negotiation import Choice, NotAcceptable, choose_instance_media
 from dicomflow.api.pixels import CannotDecode, StoredPixels, open_pixels, read_header
 from dicomflow.api.transcode import as_stored_only, can_transcode, transcode_instance
-from dicomflow.core.storage import LocalStorage
+from dicomflow.core.storage import LocalStorage, read_at_most
 
 CHUNK_SIZE = 1 << 20
 WHOLE_BODY_SIZE = 4 << 20
@@ -55,7 +55,7 @@ async def _chunks_from(fh: BinaryIO, first: bytes, size: int | None) -> AsyncIte
                 remaining -= len(chunk)
             if len(chunk) < CHUNK_SIZE or remaining == 0:
                 break
-            chunk = await asyncio.to_thread(fh.read, _wanted(remaining))
+            chunk = await asyncio.to_thread(read_at_most, fh, _wanted(remaining))
     finally:
         fh.close()
 
@@ -66,7 +66,7 @@ def _wanted(remaining: int | None) -> int:
 
 def _seek_and_read(fh: BinaryIO, offset: int, size: int) -> bytes:
     fh.seek(offset)
-    return fh.read(size)
+    return read_at_most(fh, size)
 
 
 def _open_and_read(storage: LocalStorage, key: str) -> tuple[BinaryIO | None, bytes]:
@@ -74,7 +74,7 @@ def _open_and_read(storage: LocalStorage, key: str) -> tuple[BinaryIO | None, by
     the chunk is closed at once (no file object returned)."""
     fh = storage.open(key)
     try:
-        first = fh.read(CHUNK_SIZE)
+        first = read_at_most(fh, CHUNK_SIZE)
     except BaseException:
         fh.close()
         raise

@@ -18,7 +18,7 @@ from pydicom.uid import DeflatedExplicitVRLittleEndian
 from dicomflow.core.identifiers import InvalidIdentifier, validate_uid
 from dicomflow.core.metrics import BYTES_RECEIVED, INSTANCES_RECEIVED, REJECTIONS
 from dicomflow.core.settings import Settings
-from dicomflow.core.storage import LocalStorage, SeriesLocation, study_date_folder
+from dicomflow.core.storage import LocalStorage, SeriesLocation, read_at_most, study_date_folder
 from dicomflow.core.topics import STORAGE_QUEUE
 from dicomflow.ingest.publisher import EventPublisher, PublishFailed
 from dicomflow.tables.extract import read_header, series_key, storage_event
@@ -172,7 +172,7 @@ def _chunks(part10: Part10) -> Iterable[bytes]:
     if isinstance(part10, bytes):
         return (part10,)
     part10.seek(0)
-    return iter(partial(part10.read, COPY_CHUNK), b"")
+    return iter(partial(read_at_most, part10, COPY_CHUNK), b"")
 
 
 def _check_complete(header: Dataset, size: int, tail: bytes) -> None:
