@@ -29,6 +29,14 @@ def main(argv: list[str] | None = None) -> int:
     importer.add_argument("paths", nargs="+", type=Path, help="files or folders")
     importer.add_argument("--tenant", help="tenant to import into (default: the default tenant)")
     importer.add_argument("--workers", type=int, default=4, help="parallel files (default 4)")
+    storage = commands.add_parser("storage", help="maintenance of the storage and JSON roots")
+    storage.add_argument("action", choices=["sweep"], help="sweep: remove crash leftovers")
+    storage.add_argument(
+        "--older-than",
+        type=float,
+        default=3600.0,
+        help="seconds a temporary file must be untouched to be removed (default 3600)",
+    )
     args = parser.parse_args(argv)
 
     logging.basicConfig(
@@ -59,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
         return _run_all(settings)
     elif args.command == "import":
         return _import(settings, args.paths, args.tenant, args.workers)
+    elif args.command == "storage":
+        return _sweep(settings, args.older_than)
     return 0
 
 
@@ -100,6 +110,16 @@ def _import(settings: Settings, paths: list[Path], tenant: str | None, workers: 
     )
     print("\n".join(summary.lines()))
     return 0 if summary.total and not summary.rejected else 1
+
+
+def _sweep(settings: Settings, older_than: float) -> int:
+    """Remove the temporary files a crash left beside stored DICOM and JSON files."""
+    from dicomflow.core.storage import LocalStorage
+
+    for root in (settings.storage_dir, settings.json_dir):
+        files, size = LocalStorage(root).remove_stale_temporary_files(older_than)
+        print(f"{root}: removed {files} temporary files ({size} bytes)")
+    return 0
 
 
 def _stack(settings: Settings, action: str) -> int:

@@ -70,7 +70,9 @@ class RunningServices:
         return self.run_dir / f"{name}.log"
 
     def start(self, name: str) -> None:
-        with open(self.log(name), "ab") as log:
+        log_path = self.log(name)
+        logged_before = log_path.stat().st_size if log_path.exists() else 0
+        with open(log_path, "ab") as log:
             self.processes[name] = subprocess.Popen(
                 [sys.executable, "-m", "dicomflow", name],
                 env=self.env,
@@ -81,8 +83,8 @@ class RunningServices:
         waits = {
             "api": self._api_ready,
             "scp": self._scp_ready,
-            "worker": partial(self._faust_worker_ready, "worker"),
-            "analytics-sink": partial(self._faust_worker_ready, "analytics-sink"),
+            "worker": partial(self._faust_worker_ready, "worker", logged_before),
+            "analytics-sink": partial(self._faust_worker_ready, "analytics-sink", logged_before),
         }
         wait_for(waits[name], 90, 0.2, f"{name} to be ready (log: {self.log(name)})")
 
@@ -108,9 +110,10 @@ class RunningServices:
         self._check_alive("scp")
         return echoscu(self.scp_port).returncode == 0
 
-    def _faust_worker_ready(self, name: str) -> bool:
+    def _faust_worker_ready(self, name: str, logged_before: int) -> bool:
+        """Ready once this run of the worker has logged it (a restart appends to the log)."""
         self._check_alive(name)
-        return b"Worker ready" in self.log(name).read_bytes()
+        return b"Worker ready" in self.log(name).read_bytes()[logged_before:]
 
     def _check_alive(self, name: str) -> None:
         code = self.processes[name].poll()

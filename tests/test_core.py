@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from dicomflow.cli import main
 from dicomflow.core.hashing import uid_hash
 from dicomflow.core.identifiers import (
     InvalidIdentifier,
@@ -188,3 +189,37 @@ def test_read_at_most_reads_what_read_would(tmp_path: Path, start: int, size: in
         position = fh.tell()
     assert data == bytes(range(100))[start : start + size]
     assert position == start + len(data)
+
+
+def test_sweep_removes_only_stale_temporary_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    storage = LocalStorage(tmp_path / "dicom")
+    storage.write_atomic("t/20240101/1.2/1.2.3/1.2.3.4.dcm", [b"stored"])
+    series = tmp_path / "dicom" / "t" / "20240101" / "1.2" / "1.2.3"
+    stale = series / f".1.2.3.5.dcm.{'a' * 32}.tmp"
+    in_progress = series / f".1.2.3.6.dcm.{'b' * 32}.tmp"
+    not_ours = [series / ".keep", series / "notes.tmp", series / f".x.{'c' * 31}.tmp"]
+    for path in [stale, in_progress, *not_ours]:
+        path.write_bytes(b"12345")
+    an_hour_ago = time.time() - 3600
+    for path in [stale, *not_ours]:
+        os.utime(path, (an_hour_ago, an_hour_ago))
+    json_root = tmp_path / "json"
+    stale_json = json_root / "t" / f".1.2.3.json.{'d' * 32}.tmp"
+    stale_json.parent.mkdir(parents=True)
+    stale_json.write_bytes(b"{}")
+    os.utime(stale_json, (an_hour_ago, an_hour_ago))
+    monkeypatch.setenv("DICOMFLOW_STORAGE_ROOT", str(tmp_path / "dicom"))
+    monkeypatch.setenv("DICOMFLOW_JSON_ROOT", str(json_root))
+
+    assert main(["storage", "sweep", "--older-than", "600"]) == 0
+
+    remaining = sorted(p.name for p in (tmp_path / "dicom").rglob("*") if p.is_file())
+    expected = ["1.2.3.4.dcm", in_progress.name, *(p.name for p in not_ours)]
+    assert remaining == sorted(expected)
+    assert not stale_json.exists()
+    assert capsys.readouterr().out.splitlines() == [
+        f"{tmp_path / 'dicom'}: removed 1 temporary files (5 bytes)",
+        f"{json_root}: removed 1 temporary files (2 bytes)",
+    ]

@@ -2,6 +2,7 @@
 
 import os
 import re
+import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -12,6 +13,8 @@ from dicomflow.core.identifiers import InvalidIdentifier, validate_tenant, valid
 
 UNKNOWN_STUDY_DATE = "00000000"
 _STUDY_DATE = re.compile(r"^[0-9]{8}$")
+# The names `write_atomic` gives its temporary files: `.{name}.{uuid4 hex}.tmp`.
+_TEMPORARY_NAME = re.compile(r"^\..+\.[0-9a-f]{32}\.tmp$")
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,30 @@ class LocalStorage:
         if durable:
             self._fsync_dir(path.parent)
         return size
+
+    def remove_stale_temporary_files(self, older_than: float) -> tuple[int, int]:
+        """Remove the temporary files `write_atomic` left behind a crash, if not modified for
+        `older_than` seconds (a write in progress is younger); return (files, bytes).
+
+        Walks the whole root: an operator's job (`dicomflow storage sweep`), not a start-up one.
+        """
+        deadline = time.time() - older_than
+        removed = removed_bytes = 0
+        for directory, _, names in os.walk(self.root):
+            for name in names:
+                if not _TEMPORARY_NAME.match(name):
+                    continue
+                path = os.path.join(directory, name)
+                try:
+                    status = os.stat(path)
+                    if status.st_mtime > deadline:
+                        continue
+                    os.unlink(path)
+                except FileNotFoundError:
+                    continue
+                removed += 1
+                removed_bytes += status.st_size
+        return removed, removed_bytes
 
     def open(self, key: str) -> BinaryIO:
         return open(self._path(key), "rb")
