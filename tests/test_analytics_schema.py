@@ -12,6 +12,7 @@ from dicomflow.analytics.queries import format_table, query_names, query_sql
 from dicomflow.analytics.sqlfile import leading_comment, statements
 from dicomflow.analytics.tables import SINK_TABLES, SinkTable
 from dicomflow.analytics.writer import Row, plan_batch
+from dicomflow.core.settings import Settings
 from dicomflow.tables.records import WIDTHS
 from tests.doris_sql import _parenthesised, _split_top_level, read_routine_loads, read_tables
 
@@ -167,6 +168,13 @@ def test_the_issue_s_queries_exist():
         "slowest_endpoints",
         "top_retrieved_studies",
     }
+
+
+def test_change_query_uses_the_stability_window_of_the_worker():
+    """The query repeats DICOMFLOW_SERIES_STABLE_SECONDS's default as a literal (its file runs
+    unchanged in an analyst's SQL client); they must not drift apart."""
+    (interval,) = re.findall(r"INTERVAL (\d+) SECOND", query_sql("series_changed_after_stable"))
+    assert float(interval) == Settings.model_fields["series_stable_seconds"].default
 
 
 @pytest.mark.parametrize("name", query_names())
