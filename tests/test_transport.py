@@ -1,6 +1,7 @@
 """The worker's Kafka consumer: batched fetches; commits never pass an unprocessed event."""
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import faust
@@ -83,3 +84,20 @@ async def test_offsets_skipped_by_the_fetch_are_never_marked_done(
     acknowledge(consumer, 41)
     assert not consumer._gap[PARTITION]
     assert consumer._new_offset(PARTITION) is None
+
+
+@dataclass(frozen=True)
+class DeliveredMessage:
+    tp: TP
+    offset: int
+
+
+def test_a_dropped_head_event_is_told_from_one_in_flight(consumer: BatchingConsumer) -> None:
+    acknowledge(consumer, 31, 32)
+    in_flight = DeliveredMessage(PARTITION, 30)
+    consumer._unacked_messages.add(in_flight)
+    assert consumer.partitions_with_a_dropped_event() == set()
+    consumer._unacked_messages.discard(in_flight)
+    assert consumer.partitions_with_a_dropped_event() == {PARTITION}
+    acknowledge(consumer, 30)
+    assert consumer.partitions_with_a_dropped_event() == set()

@@ -14,7 +14,8 @@ one missing event at the head of a partition (it compares the next offset to rea
 were the last one read), and it marks offsets it did not see as a gap to commit over (they
 occur only in compacted or transactional topics, which the agents do not read). Here
 neither happens: the commit stops before the first event not processed, and the watchdog
-(`watchdog.py`) reads the partition again from there.
+(`watchdog.py`) reads the partition again from there, as soon as it sees the event dropped
+(`partitions_with_a_dropped_event`).
 
 Registered under the `faust.transports` entry point as `kafka-batched`, the scheme of
 `broker_url()`.
@@ -52,11 +53,26 @@ class BatchingConsumer(faust_aiokafka.Consumer):
     def _new_offset(self, tp: TP) -> int | None:
         """The offset to commit for `tp`, or None while the event at the committed offset
         (the next one to process) has not been acknowledged."""
-        committed = self._committed_offset[tp]
-        acked = self._acked[tp]
-        if committed is not None and acked and min(acked) > committed:
+        if self._next_event_unacknowledged(tp):
             return None
         return super()._new_offset(tp)
+
+    def partitions_with_a_dropped_event(self) -> set[TP]:
+        """Partitions whose next event to commit is neither acknowledged nor being processed
+        while later ones are acknowledged: Faust dropped it, and only a seek brings it back."""
+        in_flight = {(message.tp, message.offset) for message in list(self._unacked_messages)}
+        return {
+            tp
+            for tp in list(self._acked)
+            if self._next_event_unacknowledged(tp)
+            and (tp, self._committed_offset[tp]) not in in_flight
+        }
+
+    def _next_event_unacknowledged(self, tp: TP) -> bool:
+        """Later events of `tp` are acknowledged, the one at the committed offset is not."""
+        committed = self._committed_offset.get(tp)
+        acked = self._acked.get(tp)
+        return committed is not None and bool(acked) and min(acked) > committed
 
     async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
         """Never mark offsets as done without processing them (see the module docstring)."""

@@ -51,8 +51,14 @@ async def read_again_from_committed(consumer: ConsumerT) -> None:
 
 def watch(app: faust.App, settings: Settings) -> None:
     """Add to `app` the timer that reads again its stuck partitions (every topic whose
-    events it acknowledges: not the tables' changelogs)."""
+    events it acknowledges: not the tables' changelogs).
+
+    Stuck: an event the consumer dropped at the head of the partition, seen at two checks in a
+    row (the consumer can tell, `transport.py`), or a committed offset that has not moved for
+    `worker_stuck_seconds` while messages wait (whatever the cause).
+    """
     unchanged_since: dict[TP, tuple[int, float]] = {}
+    dropped_before: set[TP] = set()
 
     async def reread_stuck_partitions() -> None:
         try:
@@ -82,7 +88,14 @@ def watch(app: faust.App, settings: Settings) -> None:
                 )
                 unchanged_since[tp] = (offset, now)
                 stuck = True
+        dropped = app.consumer.partitions_with_a_dropped_event()
+        for tp in dropped & dropped_before:
+            log.warning("%s: an event was dropped before it was processed; reading again", tp)
+            stuck = True
+        dropped_before.clear()
+        dropped_before.update(dropped)
         if stuck:
+            dropped_before.clear()
             await read_again_from_committed(app.consumer)
 
     app.timer(CHECK_INTERVAL)(reread_stuck_partitions)
