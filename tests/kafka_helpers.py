@@ -7,6 +7,7 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 
 from dicomflow.core.settings import Settings
 
@@ -45,3 +46,39 @@ async def read_topic(
         return found
     finally:
         await consumer.stop()
+
+
+async def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
+    """The next offset to be written, per partition of `topic`."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_servers)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in range(settings.topic_partitions)]
+        return {
+            tp.partition: offset for tp, offset in (await consumer.end_offsets(partitions)).items()
+        }
+    finally:
+        await consumer.stop()
+
+
+async def committed_offsets(settings: Settings, group: str, topic: str) -> dict[int, int]:
+    """The offsets consumer group `group` has committed on `topic`, per partition."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_servers)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    return {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == topic}
+
+
+async def delete_records_before(
+    settings: Settings, topic: str, partition: int, offset: int
+) -> None:
+    """Delete the records of `topic`'s `partition` before `offset`, as retention would."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_servers)
+    await admin.start()
+    try:
+        await admin.delete_records({TopicPartition(topic, partition): RecordsToDelete(offset)})
+    finally:
+        await admin.close()

@@ -12,8 +12,9 @@ import pydicom
 import pytest
 
 from dicomflow.core.settings import Settings
+from dicomflow.core.topics import STORAGE_QUEUE
 from tests.dicom_factory import make_ct
-from tests.kafka_helpers import read_topic
+from tests.kafka_helpers import committed_offsets, delete_records_before, end_offsets, read_topic
 from tests.services import RunningServices, storescu, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -157,6 +158,34 @@ def test_killed_worker_loses_and_duplicates_nothing(
     assert [r["series_related_instances"] for r in rows] == [INSTANCES] * 6
     assert instance_count(stack, uid_root) == 120
     wait_for(lambda: metadata_written(stack, uid_root), 60, 0.5, what="metadata")
+
+
+def test_events_deleted_by_retention_do_not_block_their_partition(
+    system: RunningServices, stack: Settings, tmp_path: Path, uid_root: str
+) -> None:
+    """Retention deleted events the worker never processed (it was down): it commits past
+    them and goes on with the partition instead of waiting for them for ever."""
+
+    def caught_up() -> bool:
+        ends = asyncio.run(end_offsets(stack, STORAGE_QUEUE))
+        committed = asyncio.run(committed_offsets(stack, "dicomflow", STORAGE_QUEUE))
+        return all(committed.get(partition, 0) == end for partition, end in ends.items())
+
+    paths = make_load(tmp_path, uid_root)[:INSTANCES]  # one series: one partition
+    assert storescu(system.scp_port, paths[:1]).returncode == 0
+    wait_for(caught_up, 60, 0.5, what="the worker to commit the first instance")
+    system.stop("worker")
+    before = asyncio.run(end_offsets(stack, STORAGE_QUEUE))
+    assert storescu(system.scp_port, paths[1:]).returncode == 0
+    after = asyncio.run(end_offsets(stack, STORAGE_QUEUE))
+    (partition,) = [p for p in after if after[p] != before[p]]
+    kept = 5
+    asyncio.run(delete_records_before(stack, STORAGE_QUEUE, partition, after[partition] - kept))
+    system.start("worker")
+
+    wait_for(caught_up, 90, 0.5, what="the partition committed past the deleted events")
+    wait_for(lambda: instance_count(stack, uid_root) >= 1 + kept, 30, 0.2, what="the kept ones")
+    assert instance_count(stack, uid_root) == 1 + kept
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,6 @@
 """The worker's Kafka consumer: batched fetches; commits never pass an unprocessed event."""
 
+import asyncio
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,3 +102,24 @@ def test_a_dropped_head_event_is_told_from_one_in_flight(consumer: BatchingConsu
     assert consumer.partitions_with_a_dropped_event() == {PARTITION}
     acknowledge(consumer, 30)
     assert consumer.partitions_with_a_dropped_event() == set()
+
+
+@pytest.mark.parametrize(("earliest", "committed"), [(40, {PARTITION: 40}), (30, {}), (12, {})])
+def test_offsets_deleted_by_retention_are_committed_over(
+    consumer: BatchingConsumer, monkeypatch: pytest.MonkeyPatch, earliest: int, committed: dict
+) -> None:
+    """The only real gap: events the broker deleted before they were processed."""
+    commits = []
+
+    async def earliest_offsets(*partitions: TP) -> dict[TP, int]:
+        return dict.fromkeys(partitions, earliest)
+
+    async def commit_offsets(offsets: dict[TP, int]) -> bool:
+        commits.append(offsets)
+        return True
+
+    monkeypatch.setattr(consumer, "earliest_offsets", earliest_offsets)
+    monkeypatch.setattr(consumer, "_commit_offsets", commit_offsets)
+    partitions = [PARTITION, TP("never_read", 0)]
+    assert asyncio.run(consumer.commit_past_deleted_events(partitions)) == committed
+    assert commits == ([committed] if committed else [])

@@ -21,6 +21,7 @@ Registered under the `faust.transports` entry point as `kafka-batched`, the sche
 `broker_url()`.
 """
 
+from collections.abc import Iterable
 from typing import Any
 
 import aiokafka
@@ -67,6 +68,24 @@ class BatchingConsumer(faust_aiokafka.Consumer):
             if self._next_event_unacknowledged(tp)
             and (tp, self._committed_offset[tp]) not in in_flight
         }
+
+    async def commit_past_deleted_events(self, partitions: Iterable[TP]) -> dict[TP, int]:
+        """Commit, for each of `partitions` whose committed offset is below the first one the
+        broker still holds (retention deleted events never processed), that first offset;
+        return those. Faust commits over such offsets as a gap, which `_add_gap` no longer
+        marks."""
+        partitions = [tp for tp in partitions if self._committed_offset.get(tp) is not None]
+        if not partitions:
+            return {}
+        earliest = await self.earliest_offsets(*partitions)
+        deleted = {
+            tp: offset
+            for tp, offset in earliest.items()
+            if offset is not None and offset > self._committed_offset[tp]
+        }
+        if deleted:
+            await self._commit_offsets(deleted)
+        return deleted
 
     def _next_event_unacknowledged(self, tp: TP) -> bool:
         """Later events of `tp` are acknowledged, the one at the committed offset is not."""

@@ -67,7 +67,7 @@ def watch(app: faust.App, settings: Settings) -> None:
             log.warning("cannot read the committed offsets: %s", exc)
             return
         now = time.monotonic()
-        stuck = False
+        stuck: set[TP] = set()
         for tp in app.consumer.assignment():
             offset = committed.get(tp)
             end = app.consumer.highwater(tp)
@@ -80,21 +80,27 @@ def watch(app: faust.App, settings: Settings) -> None:
                 unchanged_since[tp] = (offset, now)
             elif now - previous[1] >= settings.worker_stuck_seconds:
                 log.warning(
-                    "%s: committed offset %d stuck for %.0fs below %d; reading again",
+                    "%s: committed offset %d stuck for %.0fs below %d",
                     tp,
                     offset,
                     now - previous[1],
                     end,
                 )
                 unchanged_since[tp] = (offset, now)
-                stuck = True
+                stuck.add(tp)
         dropped = app.consumer.partitions_with_a_dropped_event()
         for tp in dropped & dropped_before:
-            log.warning("%s: an event was dropped before it was processed; reading again", tp)
-            stuck = True
+            log.warning("%s: an event was dropped before it was processed", tp)
+            stuck.add(tp)
         dropped_before.clear()
         dropped_before.update(dropped)
-        if stuck:
+        if not stuck:
+            return
+        deleted = await app.consumer.commit_past_deleted_events(stuck)
+        for tp, offset in deleted.items():
+            log.error("%s: events before %d were deleted by retention unprocessed", tp, offset)
+        if stuck - deleted.keys():
+            log.warning("reading every partition again from its committed offset")
             dropped_before.clear()
             await read_again_from_committed(app.consumer)
 
