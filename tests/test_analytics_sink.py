@@ -179,20 +179,28 @@ async def test_a_gap_is_left_for_a_re_read_and_filled_by_it(
 
 
 class FakeConsumer:
-    """The two consumer calls `read_again` makes, recorded."""
+    """The consumer calls `read_again` makes, recorded."""
 
     def __init__(self, earliest: int, seek_error: Exception | None = None) -> None:
         self.earliest = earliest
         self.seek_error = seek_error
         self.seeks: list[tuple[TP, int]] = []
+        self.flow: list[str] = []
 
     async def earliest_offsets(self, *partitions: TP) -> dict[TP, int]:
         return dict.fromkeys(partitions, self.earliest)
 
-    async def seek(self, tp: TP, offset: int) -> None:
+    def stop_flow(self) -> None:
+        self.flow.append("stopped")
+
+    def resume_flow(self) -> None:
+        self.flow.append("resumed")
+
+    async def seek_wait(self, offsets: dict[TP, int]) -> None:
         if self.seek_error:
             raise self.seek_error
-        self.seeks.append((tp, offset))
+        self.seeks.extend((tp, offset) for tp, offset in offsets.items())
+        self.flow.append(f"sought while {self.flow[-1]}")
 
 
 @dataclasses.dataclass
@@ -212,9 +220,11 @@ async def test_a_gap_is_read_again_from_its_first_missing_offset(
     await read_again(app, writer, gaps)  # type: ignore[arg-type]
 
     assert app.consumer.seeks == [(TP(table.topic, 0), 1)]
+    assert app.consumer.flow == ["stopped", "sought while stopped", "resumed"]
     assert checkpoint(stack, writer) == {0: 1}
     failing = FakeApp(FakeConsumer(earliest=0, seek_error=IllegalStateError("revoked")))
     await read_again(failing, writer, gaps)  # type: ignore[arg-type]
+    assert failing.consumer.flow == ["stopped", "resumed"]
 
 
 async def test_a_gap_that_retention_deleted_is_skipped(

@@ -16,6 +16,7 @@ from dicomflow.analytics.dialect import dialect
 from dicomflow.analytics.tables import SINK_TABLES
 from dicomflow.analytics.writer import Row, TableWriter
 from dicomflow.core.settings import Settings
+from dicomflow.streams.watchdog import read_again_from
 
 log = logging.getLogger(__name__)
 
@@ -48,17 +49,20 @@ def _sink(app: faust.App, writer: TableWriter, settings: Settings) -> Agent:
 
 
 async def read_again(app: faust.App, writer: TableWriter, gaps: dict[int, int]) -> None:
-    """Seek each gap's partition back to its first missing offset. Messages that retention
-    deleted before they were written cannot come back: they are logged and skipped."""
-    for partition, offset in gaps.items():
-        tp = TP(writer.table.topic, partition)
-        try:
+    """Read each gap's partition again from its first missing offset, with the consumer's flow
+    stopped. Messages that retention deleted before they were written cannot come back: they
+    are logged and skipped."""
+    offsets: dict[TP, int] = {}
+    try:
+        for partition, offset in gaps.items():
+            tp = TP(writer.table.topic, partition)
             earliest = (await app.consumer.earliest_offsets(tp))[tp]
             if earliest > offset:
                 log.error("%s: offsets %d-%d were deleted unwritten", tp, offset, earliest - 1)
                 await writer.skip_to(partition, earliest)
                 offset = earliest
             log.warning("%s: offset %d was not delivered; reading again from it", tp, offset)
-            await app.consumer.seek(tp, offset)
-        except KafkaError as exc:  # the watchdog seeks back later
-            log.warning("%s: cannot read again from %d: %s", tp, offset, exc)
+            offsets[tp] = offset
+        await read_again_from(app.consumer, offsets)
+    except KafkaError as exc:  # the watchdog reads again later
+        log.warning("cannot read again from %s: %s", offsets or gaps, exc)

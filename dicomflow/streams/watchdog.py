@@ -1,16 +1,19 @@
 """Re-reads partitions whose committed offset is stuck behind unprocessed messages.
 
 Hand-written because Faust 0.15 can drop events it fetched while a rebalance or a table
-recovery was under way without acknowledging them: the committed offset then stays before
-them (`transport.py` sees to that) and they would be processed only after the next restart.
-When a partition's committed offset has not moved for `worker_stuck_seconds` while messages
-wait, the worker stops its flow, moves every partition back to its committed offset on the
-consumer's own thread (Faust's `perform_seek`, what it does after a rebalance), and resumes;
-the events after those offsets are processed again, which the idempotent writers absorb.
+recovery was under way (on every restart) without acknowledging them: the committed offset
+then stays before them (`transport.py` sees to that) and they would be processed only after
+the next restart. When the consumer sees such an event dropped, or a partition's committed
+offset has not moved for `worker_stuck_seconds` while messages wait, the worker stops its
+flow, moves every partition back to its committed offset on the consumer's own thread
+(Faust's `perform_seek`, what it does after a rebalance), and resumes; the events after
+those offsets are processed again, which the idempotent writers absorb. Offsets the broker no
+longer holds (retention) are committed over instead, with an error.
 """
 
 import logging
 import time
+from collections.abc import Mapping
 
 import faust
 from aiokafka.admin import AIOKafkaAdminClient
@@ -45,6 +48,16 @@ async def read_again_from_committed(consumer: ConsumerT) -> None:
     consumer.stop_flow()
     try:
         await consumer.perform_seek()
+    finally:
+        consumer.resume_flow()
+
+
+async def read_again_from(consumer: ConsumerT, offsets: Mapping[TP, int]) -> None:
+    """Move each partition of `offsets` back to its offset with the flow stopped (a seek
+    racing the delivery of a fetched batch is lost, see `read_again_from_committed`)."""
+    consumer.stop_flow()
+    try:
+        await consumer.seek_wait(offsets)
     finally:
         consumer.resume_flow()
 
