@@ -104,9 +104,9 @@ def test_a_dropped_head_event_is_told_from_one_in_flight(consumer: BatchingConsu
     assert consumer.partitions_with_a_dropped_event() == set()
 
 
-@pytest.mark.parametrize(("earliest", "committed"), [(40, {PARTITION: 40}), (30, {}), (12, {})])
+@pytest.mark.parametrize(("earliest", "deleted"), [(40, {PARTITION: (30, 40)}), (30, {}), (12, {})])
 def test_offsets_deleted_by_retention_are_committed_over(
-    consumer: BatchingConsumer, monkeypatch: pytest.MonkeyPatch, earliest: int, committed: dict
+    consumer: BatchingConsumer, monkeypatch: pytest.MonkeyPatch, earliest: int, deleted: dict
 ) -> None:
     """The only real gap: events the broker deleted before they were processed."""
     commits = []
@@ -121,5 +121,5 @@ def test_offsets_deleted_by_retention_are_committed_over(
     monkeypatch.setattr(consumer, "earliest_offsets", earliest_offsets)
     monkeypatch.setattr(consumer, "_commit_offsets", commit_offsets)
     partitions = [PARTITION, TP("never_read", 0)]
-    assert asyncio.run(consumer.commit_past_deleted_events(partitions)) == committed
-    assert commits == ([committed] if committed else [])
+    assert asyncio.run(consumer.commit_past_deleted_events(partitions)) == deleted
+    assert commits == ([{PARTITION: earliest}] if deleted else [])

@@ -11,3 +11,13 @@ OUTBOX_DEPTH = Gauge("dicomflow_outbox_depth", "Storage events waiting in the lo
 VALUES_TRUNCATED = Counter(
     "dicomflow_values_truncated_total", "Values cut to their column width", ["column"]
 )
+PARTITIONS_READ_AGAIN = Counter(
+    "dicomflow_partitions_read_again_total",
+    "Partitions a worker or sink read again from their committed offset",
+    ["topic", "reason"],
+)
+EVENTS_DELETED_UNPROCESSED = Counter(
+    "dicomflow_events_deleted_unprocessed_total",
+    "Events Kafka's retention deleted before they were processed (committed over)",
+    ["topic"],
+)

@@ -69,22 +69,28 @@ class BatchingConsumer(faust_aiokafka.Consumer):
             and (tp, self._committed_offset[tp]) not in in_flight
         }
 
-    async def commit_past_deleted_events(self, partitions: Iterable[TP]) -> dict[TP, int]:
+    async def commit_past_deleted_events(
+        self, partitions: Iterable[TP]
+    ) -> dict[TP, tuple[int, int]]:
         """Commit, for each of `partitions` whose committed offset is below the first one the
         broker still holds (retention deleted events never processed), that first offset;
-        return those. Faust commits over such offsets as a gap, which `_add_gap` no longer
-        marks."""
-        partitions = [tp for tp in partitions if self._committed_offset.get(tp) is not None]
-        if not partitions:
-            return {}
-        earliest = await self.earliest_offsets(*partitions)
-        deleted = {
+        return those partitions' (committed, first held) offsets. Faust commits over such
+        offsets as a gap, which `_add_gap` no longer marks."""
+        committed = {
             tp: offset
+            for tp in partitions
+            if (offset := self._committed_offset.get(tp)) is not None
+        }
+        if not committed:
+            return {}
+        earliest = await self.earliest_offsets(*committed)
+        deleted = {
+            tp: (committed[tp], offset)
             for tp, offset in earliest.items()
-            if offset is not None and offset > self._committed_offset[tp]
+            if offset is not None and offset > committed[tp]
         }
         if deleted:
-            await self._commit_offsets(deleted)
+            await self._commit_offsets({tp: held for tp, (_, held) in deleted.items()})
         return deleted
 
     def _next_event_unacknowledged(self, tp: TP) -> bool:

@@ -20,6 +20,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from faust.types import TP, ConsumerT
 
+from dicomflow.core.metrics import EVENTS_DELETED_UNPROCESSED, PARTITIONS_READ_AGAIN
 from dicomflow.core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -80,7 +81,7 @@ def watch(app: faust.App, settings: Settings) -> None:
             log.warning("cannot read the committed offsets: %s", exc)
             return
         now = time.monotonic()
-        stuck: set[TP] = set()
+        stuck: dict[TP, str] = {}  # partition -> why it is read again
         for tp in app.consumer.assignment():
             offset = committed.get(tp)
             end = app.consumer.highwater(tp)
@@ -100,20 +101,23 @@ def watch(app: faust.App, settings: Settings) -> None:
                     end,
                 )
                 unchanged_since[tp] = (offset, now)
-                stuck.add(tp)
+                stuck[tp] = "stuck_commit"
         dropped = app.consumer.partitions_with_a_dropped_event()
         for tp in dropped & dropped_before:
             log.warning("%s: an event was dropped before it was processed", tp)
-            stuck.add(tp)
+            stuck[tp] = "dropped_event"
         dropped_before.clear()
         dropped_before.update(dropped)
         if not stuck:
             return
         deleted = await app.consumer.commit_past_deleted_events(stuck)
-        for tp, offset in deleted.items():
-            log.error("%s: events before %d were deleted by retention unprocessed", tp, offset)
-        if stuck - deleted.keys():
+        for tp, (first, held) in deleted.items():
+            log.error("%s: events %d-%d were deleted by retention unprocessed", tp, first, held - 1)
+            EVENTS_DELETED_UNPROCESSED.labels(tp.topic).inc(held - first)
+        if stuck.keys() - deleted.keys():
             log.warning("reading every partition again from its committed offset")
+            for tp, reason in stuck.items():
+                PARTITIONS_READ_AGAIN.labels(tp.topic, reason).inc()
             dropped_before.clear()
             await read_again_from_committed(app.consumer)
 
