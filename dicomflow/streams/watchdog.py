@@ -63,6 +63,20 @@ async def read_again_from(consumer: ConsumerT, offsets: Mapping[TP, int]) -> Non
         consumer.resume_flow()
 
 
+async def read_stuck_again(consumer: ConsumerT, stuck: Mapping[TP, str]) -> None:
+    """Commit over what retention deleted of the `stuck` partitions (partition -> reason);
+    read every partition again from its committed offset if any other is stuck."""
+    deleted = await consumer.commit_past_deleted_events(stuck)
+    for tp, (first, held) in deleted.items():
+        log.error("%s: events %d-%d were deleted by retention unprocessed", tp, first, held - 1)
+        EVENTS_DELETED_UNPROCESSED.labels(tp.topic).inc(held - first)
+    if stuck.keys() - deleted.keys():
+        log.warning("reading every partition again from its committed offset")
+        for tp, reason in stuck.items():
+            PARTITIONS_READ_AGAIN.labels(tp.topic, reason).inc()
+        await read_again_from_committed(consumer)
+
+
 def watch(app: faust.App, settings: Settings) -> None:
     """Add to `app` the timer that reads again its stuck partitions (every topic whose
     events it acknowledges: not the tables' changelogs).
@@ -108,17 +122,11 @@ def watch(app: faust.App, settings: Settings) -> None:
             stuck[tp] = "dropped_event"
         dropped_before.clear()
         dropped_before.update(dropped)
-        if not stuck:
-            return
-        deleted = await app.consumer.commit_past_deleted_events(stuck)
-        for tp, (first, held) in deleted.items():
-            log.error("%s: events %d-%d were deleted by retention unprocessed", tp, first, held - 1)
-            EVENTS_DELETED_UNPROCESSED.labels(tp.topic).inc(held - first)
-        if stuck.keys() - deleted.keys():
-            log.warning("reading every partition again from its committed offset")
-            for tp, reason in stuck.items():
-                PARTITIONS_READ_AGAIN.labels(tp.topic, reason).inc()
+        if stuck:
+            try:
+                await read_stuck_again(app.consumer, stuck)
+            except (KafkaError, TimeoutError) as exc:  # e.g. a rebalance: the next check retries
+                log.warning("cannot read the stuck partitions again: %s", exc)
             dropped_before.clear()
-            await read_again_from_committed(app.consumer)
 
     app.timer(CHECK_INTERVAL)(reread_stuck_partitions)
