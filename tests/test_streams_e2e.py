@@ -186,11 +186,10 @@ def test_events_deleted_by_retention_do_not_block_their_partition(
     wait_for(caught_up, 90, 0.5, what="the partition committed past the deleted events")
     wait_for(lambda: instance_count(stack, uid_root) >= 1 + kept, 30, 0.2, what="the kept ones")
     assert instance_count(stack, uid_root) == 1 + kept
-    metrics_port = system.env["DICOMFLOW_WORKER_METRICS_PORT"]
-    metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text
+    metrics_url = f"http://127.0.0.1:{system.env['DICOMFLOW_WORKER_METRICS_PORT']}/metrics"
     deleted = INSTANCES - 1 - kept
     sample = f'dicomflow_events_deleted_unprocessed_total{{topic="{STORAGE_QUEUE}"}} {deleted}.0'
-    assert sample in metrics
+    wait_for(lambda: sample in httpx.get(metrics_url).text, 10, 0.2, what="the metric")
 
 
 @pytest.mark.parametrize(
