@@ -11,9 +11,10 @@ those offsets are processed again, which the idempotent writers absorb. Offsets 
 longer holds (retention) are committed over instead, with an error.
 """
 
+import contextlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 
 import faust
 from aiokafka.admin import AIOKafkaAdminClient
@@ -39,28 +40,28 @@ async def committed_offsets(app: faust.App, kafka_servers: str) -> dict[TP, int]
     return {TP(tp.topic, tp.partition): meta.offset for tp, meta in offsets.items()}
 
 
-async def read_again_from_committed(consumer: ConsumerT) -> None:
-    """Move every assigned partition back to its committed offset with the flow stopped.
-
-    A seek alone, from the event loop while a fetched batch is being delivered, races the
-    consumer's own bookkeeping: the batch's next event moves the read position past the
-    offsets sought, and the events read again are dropped as already read.
-    """
+@contextlib.asynccontextmanager
+async def flow_stopped(consumer: ConsumerT) -> AsyncIterator[None]:
+    """The consumer delivers nothing inside: a seek from the event loop while a fetched batch
+    is being delivered races the consumer's own bookkeeping (the batch's next event moves the
+    read position past the offsets sought, and the events read again are dropped as read)."""
     consumer.stop_flow()
     try:
-        await consumer.perform_seek()
+        yield
     finally:
         consumer.resume_flow()
+
+
+async def read_again_from_committed(consumer: ConsumerT) -> None:
+    """Move every assigned partition back to its committed offset, on the consumer's thread."""
+    async with flow_stopped(consumer):
+        await consumer.perform_seek()
 
 
 async def read_again_from(consumer: ConsumerT, offsets: Mapping[TP, int]) -> None:
-    """Move each partition of `offsets` back to its offset with the flow stopped (a seek
-    racing the delivery of a fetched batch is lost, see `read_again_from_committed`)."""
-    consumer.stop_flow()
-    try:
+    """Move each partition of `offsets` back to its offset, on the consumer's thread."""
+    async with flow_stopped(consumer):
         await consumer.seek_wait(offsets)
-    finally:
-        consumer.resume_flow()
 
 
 async def read_stuck_again(consumer: ConsumerT, stuck: Mapping[TP, str]) -> None:
