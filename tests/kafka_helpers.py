@@ -61,17 +61,6 @@ async def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
         await consumer.stop()
 
 
-async def committed_offsets(settings: Settings, group: str, topic: str) -> dict[int, int]:
-    """The offsets consumer group `group` has committed on `topic`, per partition."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_servers)
-    await admin.start()
-    try:
-        offsets = await admin.list_consumer_group_offsets(group)
-    finally:
-        await admin.close()
-    return {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == topic}
-
-
 async def delete_records_before(
     settings: Settings, topic: str, partition: int, offset: int
 ) -> None:

@@ -10,11 +10,14 @@ import httpx
 import orjson
 import pydicom
 import pytest
+from faust.types import TP
 
 from dicomflow.core.settings import Settings
 from dicomflow.core.topics import STORAGE_QUEUE
+from dicomflow.streams.app import app
+from dicomflow.streams.watchdog import committed_offsets
 from tests.dicom_factory import make_ct
-from tests.kafka_helpers import committed_offsets, delete_records_before, end_offsets, read_topic
+from tests.kafka_helpers import delete_records_before, end_offsets, read_topic
 from tests.services import RunningServices, storescu, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -168,8 +171,10 @@ def test_events_deleted_by_retention_do_not_block_their_partition(
 
     def caught_up() -> bool:
         ends = asyncio.run(end_offsets(stack, STORAGE_QUEUE))
-        committed = asyncio.run(committed_offsets(stack, "dicomflow", STORAGE_QUEUE))
-        return all(committed.get(partition, 0) == end for partition, end in ends.items())
+        committed = asyncio.run(committed_offsets(app.conf.id, stack.kafka_servers))
+        return all(
+            committed.get(TP(STORAGE_QUEUE, partition), 0) == end for partition, end in ends.items()
+        )
 
     paths = make_load(tmp_path, uid_root)[:INSTANCES]  # one series: one partition
     assert storescu(system.scp_port, paths[:1]).returncode == 0

@@ -43,7 +43,7 @@ def watch_lag(app: faust.App, topics: Collection[str], kafka_servers: str) -> No
             try:
                 ends = await app.consumer.highwaters(*assigned)
                 starts = await app.consumer.earliest_offsets(*assigned)
-                committed = await committed_offsets(app, kafka_servers)
+                committed = await committed_offsets(app.conf.id, kafka_servers)
             except KafkaError as exc:
                 log.warning("cannot measure the lag: %s", exc)
                 return

@@ -29,12 +29,12 @@ log = logging.getLogger(__name__)
 CHECK_INTERVAL = 5.0
 
 
-async def committed_offsets(app: faust.App, kafka_servers: str) -> dict[TP, int]:
-    """The offsets `app`'s consumer group has committed."""
+async def committed_offsets(group: str, kafka_servers: str) -> dict[TP, int]:
+    """The offsets consumer group `group` (a Faust app's id) has committed."""
     admin = AIOKafkaAdminClient(bootstrap_servers=kafka_servers)
     await admin.start()
     try:
-        offsets = await admin.list_consumer_group_offsets(app.conf.id)
+        offsets = await admin.list_consumer_group_offsets(group)
     finally:
         await admin.close()
     return {TP(tp.topic, tp.partition): meta.offset for tp, meta in offsets.items()}
@@ -91,7 +91,7 @@ def watch(app: faust.App, settings: Settings) -> None:
 
     async def reread_stuck_partitions() -> None:
         try:
-            committed = await committed_offsets(app, settings.kafka_servers)
+            committed = await committed_offsets(app.conf.id, settings.kafka_servers)
         except KafkaError as exc:
             log.warning("cannot read the committed offsets: %s", exc)
             return
