@@ -191,6 +191,26 @@ def test_read_at_most_reads_what_read_would(tmp_path: Path, start: int, size: in
     assert position == start + len(data)
 
 
+def test_read_if_cached_reads_small_cached_files_only(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path)
+    data = os.urandom(300_000)
+    storage.write_atomic("a/x.dcm", [data])
+
+    assert bytes(storage.read_if_cached("a/x.dcm", len(data))) == data
+    assert storage.read_if_cached("a/x.dcm", len(data) - 1) is None
+    with pytest.raises(FileNotFoundError):
+        storage.read_if_cached("a/missing.dcm", len(data))
+
+
+def test_read_if_cached_never_waits_for_the_disk(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path)
+    storage.write_atomic("a/x.dcm", [os.urandom(300_000)])  # durable: its pages are clean
+    with storage.open("a/x.dcm") as fh:
+        os.posix_fadvise(fh.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+
+    assert storage.read_if_cached("a/x.dcm", 1 << 20) is None
+
+
 def test_sweep_removes_only_stale_temporary_files(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -9,6 +9,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
+from functools import partial
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -40,7 +41,7 @@ class AccessLogPublisher:
 
     def __init__(self, bootstrap_servers: str) -> None:
         self._servers = bootstrap_servers
-        self._queue: asyncio.Queue[AccessLogRecord] = asyncio.Queue(QUEUE_SIZE)
+        self._queue: asyncio.Queue[Callable[[], AccessLogRecord]] = asyncio.Queue(QUEUE_SIZE)
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -52,9 +53,10 @@ class AccessLogPublisher:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
-    def offer(self, record: AccessLogRecord) -> None:
+    def offer(self, build: Callable[[], AccessLogRecord]) -> None:
+        """Queue a record, built only when it is sent (after the response, off its path)."""
         try:
-            self._queue.put_nowait(record)
+            self._queue.put_nowait(build)
         except asyncio.QueueFull:
             ACCESS_LOG_DROPPED.labels("queue_full").inc()
 
@@ -75,7 +77,7 @@ class AccessLogPublisher:
 
     async def _send_forever(self, producer: AIOKafkaProducer) -> None:
         while True:
-            record = await self._queue.get()
+            record = (await self._queue.get())()
             try:
                 await producer.send(
                     ACCESS_LOG_QUEUE, value=record.dumps(), key=record.tenant_id.encode()
@@ -124,13 +126,16 @@ class AccessLogMiddleware:
         finally:
             publisher = self.publisher()
             if publisher is not None:
-                publisher.offer(self._record(scope, outcome, time.perf_counter() - started))
+                seconds = time.perf_counter() - started
+                publisher.offer(partial(self._record, scope, outcome, seconds, time.time()))
 
-    def _record(self, scope: Scope, outcome: dict[str, int], seconds: float) -> AccessLogRecord:
+    def _record(
+        self, scope: Scope, outcome: dict[str, int], seconds: float, finished: float
+    ) -> AccessLogRecord:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         client = scope.get("client")
         return AccessLogRecord(
-            log_time=now_text(),
+            log_time=now_text(finished),
             tenant_id=self._tenant(scope["path"], headers.get("x-tenant")),
             method=fit("method", scope["method"]) or "",
             path=fit("path", scope["path"]) or "/",

@@ -110,7 +110,7 @@ def _quote(value: str) -> str:
 
 # --- writer ----------------------------------------------------------------------------------
 
-Body = bytes | Iterable[bytes] | AsyncIterable[bytes]
+Body = bytes | memoryview | Iterable[bytes] | AsyncIterable[bytes]
 
 
 @dataclass(frozen=True)

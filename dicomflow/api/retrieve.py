@@ -109,6 +109,10 @@ async def instance_parts(
             else:
                 yield Part(choice.part_content_type(), body)
                 continue
+        cached = storage.read_if_cached(instance.key, CHUNK_SIZE)
+        if cached is not None:
+            yield Part(choice.part_content_type(), cached)
+            continue
         fh, first = await asyncio.to_thread(_open_and_read, storage, instance.key)
         body = first if fh is None else _chunks_from(fh, first, None)
         yield Part(choice.part_content_type(), body)
@@ -195,7 +199,11 @@ async def multipart_response(parts: AsyncIterator[Part], choice: Choice) -> Resp
     second = await anext(parts, None)
     boundary = new_boundary()
     media_type = choice.content_type(boundary)
-    if second is None and isinstance(first.body, bytes) and len(first.body) <= WHOLE_BODY_SIZE:
+    if (
+        second is None
+        and isinstance(first.body, bytes | memoryview)
+        and len(first.body) <= WHOLE_BODY_SIZE
+    ):
         pieces = [chunk async for chunk in multipart_stream([first], boundary)]
         return PiecesResponse(pieces, media_type=media_type)
     rest = parts if second is None else _prepend(second, parts)

@@ -1,5 +1,6 @@
 """The storage interface: the only code that builds paths to DICOM and JSON files or opens them."""
 
+import errno
 import os
 import re
 import time
@@ -15,6 +16,7 @@ UNKNOWN_STUDY_DATE = "00000000"
 _STUDY_DATE = re.compile(r"^[0-9]{8}$")
 # The names `write_atomic` gives its temporary files: `.{name}.{uuid4 hex}.tmp`.
 _TEMPORARY_NAME = re.compile(r"^\..+\.[0-9a-f]{32}\.tmp$")
+_RWF_NOWAIT: int | None = getattr(os, "RWF_NOWAIT", None)  # Linux only
 
 
 @dataclass(frozen=True)
@@ -138,6 +140,30 @@ class LocalStorage:
 
     def read_bytes(self, key: str) -> bytes:
         return self._path(key).read_bytes()
+
+    def read_if_cached(self, key: str, limit: int) -> memoryview | None:
+        """The whole file if it is at most `limit` bytes and all in the page cache, else None.
+
+        The read never waits for the disk (RWF_NOWAIT), so an event loop may call this instead
+        of paying a thread hop; the open() may still read a directory block, as nginx's does.
+        """
+        fd = os.open(self._path(key), os.O_RDONLY)
+        try:
+            size = os.fstat(fd).st_size
+            if size > limit or _RWF_NOWAIT is None:
+                return None
+            buffer = bytearray(size)
+            try:
+                read = os.preadv(fd, [buffer], 0, _RWF_NOWAIT)
+            except BlockingIOError:
+                return None  # not all in the page cache
+            except OSError as exc:
+                if exc.errno == errno.EOPNOTSUPP:  # a file system without non-blocking reads
+                    return None
+                raise
+            return memoryview(buffer) if read == size else None
+        finally:
+            os.close(fd)
 
     def read_bytes_if_present(self, key: str) -> bytes | None:
         try:

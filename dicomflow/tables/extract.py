@@ -25,8 +25,10 @@ def read_header(source: str | BinaryIO) -> Dataset:
     return pydicom.dcmread(source, defer_size=HEADER_DEFER_SIZE)
 
 
-def now_text() -> str:
-    return format_datetime(dt.datetime.now(dt.UTC).replace(tzinfo=None))
+def now_text(at: float | None = None) -> str:
+    """The time `at` (seconds since the epoch; default now) as a UTC datetime column."""
+    moment = dt.datetime.now(dt.UTC) if at is None else dt.datetime.fromtimestamp(at, dt.UTC)
+    return format_datetime(moment.replace(tzinfo=None))
 
 
 def format_datetime(value: dt.datetime) -> str:

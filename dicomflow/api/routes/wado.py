@@ -30,7 +30,6 @@ from dicomflow.api.retrieve import (
     read_stored_header,
     single_part,
 )
-from dicomflow.api.routes import rendered
 from dicomflow.api.routes.wado_common import Accept, http_errors, instance_key, parse_or_400
 from dicomflow.api.transcode import as_stored_only, can_transcode
 from dicomflow.core.cache import series_metadata_key, study_series_key
@@ -41,7 +40,6 @@ INSTANCE = "/studies/{study}/series/{series}/instances/{instance}"
 PartsOf = Callable[[StoredPixels, Choice], AsyncIterator[Part]]
 
 router = APIRouter(tags=["WADO-RS"])
-router.include_router(rendered.router)
 
 
 @router.get("/studies/{study}/metadata")
