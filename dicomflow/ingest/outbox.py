@@ -10,7 +10,7 @@ from dicomflow.core.metrics import OUTBOX_DEPTH
 
 
 class Outbox:
-    """Storage events in arrival order; only the event loop thread of the publisher uses it."""
+    """Storage events in arrival order; the publisher uses it under its lock only."""
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
