@@ -11,6 +11,7 @@ those offsets are processed again, which the idempotent writers absorb. Offsets 
 longer holds (retention) are committed over instead, with an error.
 """
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -27,6 +28,7 @@ from dicomflow.core.settings import Settings
 log = logging.getLogger(__name__)
 
 CHECK_INTERVAL = 5.0
+DROPPED_CHECK_INTERVAL = 1.0
 
 
 async def committed_offsets(group: str, kafka_servers: str) -> dict[TP, int]:
@@ -79,17 +81,38 @@ async def read_stuck_again(consumer: ConsumerT, stuck: Mapping[TP, str]) -> None
 
 
 def watch(app: faust.App, settings: Settings) -> None:
-    """Add to `app` the timer that reads again its stuck partitions (every topic whose
+    """Add to `app` the timers that read again its stuck partitions (every topic whose
     events it acknowledges: not the tables' changelogs).
 
     Stuck: an event the consumer dropped at the head of the partition, seen at two checks in a
-    row (the consumer can tell, `transport.py`), or a committed offset that has not moved for
-    `worker_stuck_seconds` while messages wait (whatever the cause).
+    row a second apart (the consumer can tell, `transport.py`; after a restart this is what
+    holds indexing up), or a committed offset that has not moved for `worker_stuck_seconds`
+    while messages wait (whatever the cause; checked every `CHECK_INTERVAL`, as it asks the
+    broker). One re-read at a time.
     """
     unchanged_since: dict[TP, tuple[int, float]] = {}
     dropped_before: set[TP] = set()
+    one_at_a_time = asyncio.Lock()
 
-    async def reread_stuck_partitions() -> None:
+    async def read_again(stuck: Mapping[TP, str]) -> None:
+        async with one_at_a_time:
+            try:
+                await read_stuck_again(app.consumer, stuck)
+            except (KafkaError, TimeoutError) as exc:  # e.g. a rebalance: the next check retries
+                log.warning("cannot read the stuck partitions again: %s", exc)
+            dropped_before.clear()
+
+    async def reread_partitions_with_a_dropped_event() -> None:
+        dropped = app.consumer.partitions_with_a_dropped_event()
+        stuck = {tp: "dropped_event" for tp in dropped & dropped_before}
+        dropped_before.clear()
+        dropped_before.update(dropped)
+        for tp in stuck:
+            log.warning("%s: an event was dropped before it was processed", tp)
+        if stuck:
+            await read_again(stuck)
+
+    async def reread_partitions_with_a_stuck_commit() -> None:
         try:
             committed = await committed_offsets(app.conf.id, settings.kafka_servers)
         except KafkaError as exc:
@@ -117,17 +140,8 @@ def watch(app: faust.App, settings: Settings) -> None:
                 )
                 unchanged_since[tp] = (offset, now)
                 stuck[tp] = "stuck_commit"
-        dropped = app.consumer.partitions_with_a_dropped_event()
-        for tp in dropped & dropped_before:
-            log.warning("%s: an event was dropped before it was processed", tp)
-            stuck[tp] = "dropped_event"
-        dropped_before.clear()
-        dropped_before.update(dropped)
         if stuck:
-            try:
-                await read_stuck_again(app.consumer, stuck)
-            except (KafkaError, TimeoutError) as exc:  # e.g. a rebalance: the next check retries
-                log.warning("cannot read the stuck partitions again: %s", exc)
-            dropped_before.clear()
+            await read_again(stuck)
 
-    app.timer(CHECK_INTERVAL)(reread_stuck_partitions)
+    app.timer(DROPPED_CHECK_INTERVAL)(reread_partitions_with_a_dropped_event)
+    app.timer(CHECK_INTERVAL)(reread_partitions_with_a_stuck_commit)
