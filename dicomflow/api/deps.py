@@ -4,6 +4,7 @@ They are `async def` although they never await: FastAPI runs a plain `def` depen
 worker thread, a hop that costs more than the dependency itself.
 """
 
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
@@ -16,7 +17,7 @@ async def get_state(request: Request) -> ApiState:
     return request.app.state.api
 
 
-async def get_tenant(request: Request) -> str:
+def tenant_of(request: Request) -> str:
     """The tenant from `/tenants/{tenant}/...`, else the `X-Tenant` header, else the default."""
     state: ApiState = request.app.state.api
     tenant = (
@@ -30,23 +31,68 @@ async def get_tenant(request: Request) -> str:
         raise HTTPException(400, str(exc)) from exc
 
 
-def uid_param(name: str):  # type: ignore[no-untyped-def]
-    """A dependency that validates the path parameter `name` as a DICOM UID (400 otherwise)."""
+async def get_tenant(request: Request) -> str:
+    return tenant_of(request)
 
-    async def dependency(request: Request) -> str:
-        try:
-            return validate_uid(request.path_params[name], name)
-        except InvalidIdentifier as exc:
-            raise HTTPException(400, str(exc)) from exc
 
-    return dependency
+def uid_of(request: Request, name: str) -> str:
+    """The path parameter `name` validated as a DICOM UID (400 otherwise)."""
+    try:
+        return validate_uid(request.path_params[name], name)
+    except InvalidIdentifier as exc:
+        raise HTTPException(400, str(exc)) from exc
+
+
+@dataclass(frozen=True, slots=True)
+class StudyRef:
+    """A study a route acts on: the service state, the tenant and the validated UIDs.
+
+    One dependency per route instead of one per UID: each costs FastAPI ~10 us a request.
+    """
+
+    state: ApiState
+    tenant: str
+    study: str
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesRef(StudyRef):
+    series: str
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceRef(SeriesRef):
+    instance: str
+
+
+async def get_study(request: Request) -> StudyRef:
+    return StudyRef(request.app.state.api, tenant_of(request), uid_of(request, "study"))
+
+
+async def get_series(request: Request) -> SeriesRef:
+    return SeriesRef(
+        request.app.state.api,
+        tenant_of(request),
+        uid_of(request, "study"),
+        uid_of(request, "series"),
+    )
+
+
+async def get_instance(request: Request) -> InstanceRef:
+    return InstanceRef(
+        request.app.state.api,
+        tenant_of(request),
+        uid_of(request, "study"),
+        uid_of(request, "series"),
+        uid_of(request, "instance"),
+    )
 
 
 State = Annotated[ApiState, Depends(get_state)]
 Tenant = Annotated[str, Depends(get_tenant)]
-StudyUID = Annotated[str, Depends(uid_param("study"))]
-SeriesUID = Annotated[str, Depends(uid_param("series"))]
-InstanceUID = Annotated[str, Depends(uid_param("instance"))]
+Study = Annotated[StudyRef, Depends(get_study)]
+Series = Annotated[SeriesRef, Depends(get_series)]
+Instance = Annotated[InstanceRef, Depends(get_instance)]
 
 
 def public_origin(request: Request) -> str:

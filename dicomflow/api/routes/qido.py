@@ -14,7 +14,7 @@ from fastapi.responses import Response
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 
-from dicomflow.api.deps import SeriesUID, State, StudyUID, Tenant, public_origin
+from dicomflow.api.deps import Series, State, Study, Tenant, public_origin
 from dicomflow.api.negotiation import accepts_json
 from dicomflow.api.qido_sql import Level, QidoQuery, QueryError, build_select, parse_query
 from dicomflow.api.state import ApiState
@@ -45,24 +45,18 @@ async def search_instances(request: Request, state: State, tenant: Tenant) -> Re
 
 
 @router.get("/studies/{study}/series")
-async def search_study_series(
-    request: Request, state: State, tenant: Tenant, study: StudyUID
-) -> Response:
-    return await _search(request, state, tenant, Level.SERIES, study)
+async def search_study_series(request: Request, ref: Study) -> Response:
+    return await _search(request, ref.state, ref.tenant, Level.SERIES, ref.study)
 
 
 @router.get("/studies/{study}/instances")
-async def search_study_instances(
-    request: Request, state: State, tenant: Tenant, study: StudyUID
-) -> Response:
-    return await _search(request, state, tenant, Level.INSTANCE, study)
+async def search_study_instances(request: Request, ref: Study) -> Response:
+    return await _search(request, ref.state, ref.tenant, Level.INSTANCE, ref.study)
 
 
 @router.get("/studies/{study}/series/{series}/instances")
-async def search_series_instances(
-    request: Request, state: State, tenant: Tenant, study: StudyUID, series: SeriesUID
-) -> Response:
-    return await _search(request, state, tenant, Level.INSTANCE, study, series)
+async def search_series_instances(request: Request, ref: Series) -> Response:
+    return await _search(request, ref.state, ref.tenant, Level.INSTANCE, ref.study, ref.series)
 
 
 async def _search(

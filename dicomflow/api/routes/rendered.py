@@ -13,10 +13,11 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import Response
 
 from dicomflow.api import queries
-from dicomflow.api.deps import InstanceUID, SeriesUID, State, StudyUID, Tenant
+from dicomflow.api.deps import Instance, Series, Study
 from dicomflow.api.rendering import THUMBNAIL_VIEWPORT, RenderOptions, parse_options, render
 from dicomflow.api.retrieve import open_stored_pixels
 from dicomflow.api.routes.wado_common import Accept, http_errors, instance_key, parse_or_400
+from dicomflow.api.state import ApiState
 from dicomflow.core.storage import LocalStorage
 
 STUDY = "/studies/{study}"
@@ -50,58 +51,37 @@ Options = Annotated[RenderOptions, Depends(render_options)]
 
 @router.get(STUDY + "/rendered")
 @router.get(STUDY + "/thumbnail")
-async def study_rendered(
-    state: State, tenant: Tenant, study: StudyUID, options: Options
-) -> Response:
-    rows = await queries.retrievable_instances(state.pool, tenant, study, images_only=True)
-    return await _representative(state, rows, options, f"study {study}")
+async def study_rendered(ref: Study, options: Options) -> Response:
+    rows = await queries.retrievable_instances(
+        ref.state.pool, ref.tenant, ref.study, images_only=True
+    )
+    return await _representative(ref.state, rows, options, f"study {ref.study}")
 
 
 @router.get(SERIES + "/rendered")
 @router.get(SERIES + "/thumbnail")
-async def series_rendered(
-    state: State,
-    tenant: Tenant,
-    study: StudyUID,
-    series: SeriesUID,
-    options: Options,
-) -> Response:
-    rows = await queries.retrievable_instances(state.pool, tenant, study, series, images_only=True)
-    return await _representative(state, rows, options, f"series {series}")
+async def series_rendered(ref: Series, options: Options) -> Response:
+    rows = await queries.retrievable_instances(
+        ref.state.pool, ref.tenant, ref.study, ref.series, images_only=True
+    )
+    return await _representative(ref.state, rows, options, f"series {ref.series}")
 
 
 @router.get(INSTANCE + "/rendered")
 @router.get(INSTANCE + "/thumbnail")
-async def instance_rendered(
-    state: State,
-    tenant: Tenant,
-    study: StudyUID,
-    series: SeriesUID,
-    instance: InstanceUID,
-    options: Options,
-) -> Response:
-    key = await instance_key(state, tenant, study, series, instance)
-    return await _rendered(state.storage, key, 1, options)
+async def instance_rendered(ref: Instance, options: Options) -> Response:
+    return await _rendered(ref.state.storage, await instance_key(ref), 1, options)
 
 
 @router.get(FRAME + "/rendered")
 @router.get(FRAME + "/thumbnail")
-async def frame_rendered(
-    state: State,
-    tenant: Tenant,
-    study: StudyUID,
-    series: SeriesUID,
-    instance: InstanceUID,
-    frame: str,
-    options: Options,
-) -> Response:
+async def frame_rendered(ref: Instance, frame: str, options: Options) -> Response:
     number = parse_or_400(_frame_number, frame)
-    key = await instance_key(state, tenant, study, series, instance)
-    return await _rendered(state.storage, key, number, options)
+    return await _rendered(ref.state.storage, await instance_key(ref), number, options)
 
 
 async def _representative(
-    state: State, rows: Sequence[asyncpg.Record], options: RenderOptions, what: str
+    state: ApiState, rows: Sequence[asyncpg.Record], options: RenderOptions, what: str
 ) -> Response:
     if not rows:
         raise HTTPException(404, f"{what} has no image instances")

@@ -16,7 +16,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import Response
 from starlette.requests import ClientDisconnect
 
-from dicomflow.api.deps import State, StudyUID, Tenant, public_origin
+from dicomflow.api.deps import State, Study, Tenant, public_origin
 from dicomflow.api.multipart import (
     MultipartError,
     is_valid_boundary,
@@ -47,10 +47,8 @@ async def store_instances(request: Request, state: State, tenant: Tenant) -> Res
 
 
 @router.post("/studies/{study}")
-async def store_study_instances(
-    request: Request, state: State, tenant: Tenant, study: StudyUID
-) -> Response:
-    return await _store(request, state, tenant, study)
+async def store_study_instances(request: Request, ref: Study) -> Response:
+    return await _store(request, ref.state, ref.tenant, ref.study)
 
 
 async def _store(request: Request, state: ApiState, tenant: str, study: str | None) -> Response:

@@ -13,7 +13,7 @@ from pydicom.uid import ExplicitVRLittleEndian
 
 from dicomflow.api import queries
 from dicomflow.api.bulkdata import bulk_value, parse_path
-from dicomflow.api.deps import InstanceUID, SeriesUID, State, StudyUID, Tenant
+from dicomflow.api.deps import Instance, Series, Study
 from dicomflow.api.metadata import metadata_response, series_metadata, study_series
 from dicomflow.api.multipart import Part
 from dicomflow.api.negotiation import Choice, choose_frame_media
@@ -31,6 +31,7 @@ from dicomflow.api.retrieve import (
     single_part,
 )
 from dicomflow.api.routes.wado_common import Accept, http_errors, instance_key, parse_or_400
+from dicomflow.api.state import ApiState
 from dicomflow.api.transcode import as_stored_only, can_transcode
 from dicomflow.core.cache import series_metadata_key, study_series_key
 from dicomflow.core.series_metadata import build_series_metadata
@@ -43,9 +44,8 @@ router = APIRouter(tags=["WADO-RS"])
 
 
 @router.get("/studies/{study}/metadata")
-async def study_metadata(
-    request: Request, state: State, tenant: Tenant, study: StudyUID
-) -> Response:
+async def study_metadata(request: Request, ref: Study) -> Response:
+    state, tenant, study = ref.state, ref.tenant, ref.study
     series_uids = await study_series(state, tenant, study)
     bodies = [await series_metadata(state, tenant, study, series) for series in series_uids]
     bodies = [body for body in bodies if body and body != b"[]"]
@@ -56,107 +56,70 @@ async def study_metadata(
 
 
 @router.get("/studies/{study}/series/{series}/metadata")
-async def series_metadata_route(
-    request: Request, state: State, tenant: Tenant, study: StudyUID, series: SeriesUID
-) -> Response:
-    body = await series_metadata(state, tenant, study, series)
+async def series_metadata_route(request: Request, ref: Series) -> Response:
+    body = await series_metadata(ref.state, ref.tenant, ref.study, ref.series)
     if body is None:
-        raise HTTPException(404, f"series {series} of study {study} not found")
-    return await metadata_response(request, state, body, series_metadata_key(tenant, study, series))
+        raise HTTPException(404, f"series {ref.series} of study {ref.study} not found")
+    key = series_metadata_key(ref.tenant, ref.study, ref.series)
+    return await metadata_response(request, ref.state, body, key)
 
 
 @router.get(INSTANCE + "/metadata")
-async def instance_metadata(
-    request: Request,
-    state: State,
-    tenant: Tenant,
-    study: StudyUID,
-    series: SeriesUID,
-    instance: InstanceUID,
-) -> Response:
-    row = await queries.instance(state.pool, tenant, study, series, instance)
-    if row is None:
-        raise HTTPException(404, f"instance {instance} not found")
+async def instance_metadata(request: Request, ref: Instance) -> Response:
+    key = await instance_key(ref)
     body = await asyncio.to_thread(
         build_series_metadata,
-        state.storage,
-        state.json_storage,
-        tenant,
-        [(study, series, instance, row["file_path"])],
+        ref.state.storage,
+        ref.state.json_storage,
+        ref.tenant,
+        [(ref.study, ref.series, ref.instance, key)],
     )
-    return await metadata_response(request, state, body)
+    return await metadata_response(request, ref.state, body)
 
 
 @router.get("/studies/{study}")
-async def retrieve_study(
-    state: State, tenant: Tenant, study: StudyUID, accept: Accept = None
-) -> Response:
-    rows = await queries.retrievable_instances(state.pool, tenant, study)
+async def retrieve_study(ref: Study, accept: Accept = None) -> Response:
+    rows = await queries.retrievable_instances(ref.state.pool, ref.tenant, ref.study)
     if not rows:
-        raise HTTPException(404, f"study {study} not found")
-    return await _instances_response(state, rows, accept)
+        raise HTTPException(404, f"study {ref.study} not found")
+    return await _instances_response(ref.state, rows, accept)
 
 
 @router.get("/studies/{study}/series/{series}")
-async def retrieve_series(
-    state: State, tenant: Tenant, study: StudyUID, series: SeriesUID, accept: Accept = None
-) -> Response:
-    rows = await queries.retrievable_instances(state.pool, tenant, study, series)
+async def retrieve_series(ref: Series, accept: Accept = None) -> Response:
+    rows = await queries.retrievable_instances(ref.state.pool, ref.tenant, ref.study, ref.series)
     if not rows:
-        raise HTTPException(404, f"series {series} of study {study} not found")
-    return await _instances_response(state, rows, accept)
+        raise HTTPException(404, f"series {ref.series} of study {ref.study} not found")
+    return await _instances_response(ref.state, rows, accept)
 
 
 @router.get(INSTANCE)
-async def retrieve_instance(
-    state: State,
-    tenant: Tenant,
-    study: StudyUID,
-    series: SeriesUID,
-    instance: InstanceUID,
-    accept: Accept = None,
-) -> Response:
-    row = await queries.instance(state.pool, tenant, study, series, instance)
+async def retrieve_instance(ref: Instance, accept: Accept = None) -> Response:
+    row = await queries.instance(ref.state.pool, ref.tenant, ref.study, ref.series, ref.instance)
     if row is None:
-        raise HTTPException(404, f"instance {instance} not found")
-    return await _instances_response(state, [row], accept)
+        raise HTTPException(404, f"instance {ref.instance} not found")
+    return await _instances_response(ref.state, [row], accept)
 
 
 @router.get(INSTANCE + "/frames/{frames}")
-async def retrieve_frames(
-    state: State,
-    tenant: Tenant,
-    study: StudyUID,
-    series: SeriesUID,
-    instance: InstanceUID,
-    frames: str,
-    accept: Accept = None,
-) -> Response:
+async def retrieve_frames(ref: Instance, frames: str, accept: Accept = None) -> Response:
     numbers = parse_or_400(parse_frame_list, frames)
-    key = await instance_key(state, tenant, study, series, instance)
+    key = await instance_key(ref)
 
     def parts(pixels: StoredPixels, choice: Choice) -> AsyncIterator[Part]:
         return frame_parts(pixels, [pixels.check_frame(n) for n in numbers], choice)
 
-    return await _pixels_response(state, key, accept, parts)
+    return await _pixels_response(ref.state, key, accept, parts)
 
 
 @router.get(INSTANCE + "/bulkdata/{path:path}")
-async def retrieve_bulkdata(
-    state: State,
-    tenant: Tenant,
-    study: StudyUID,
-    series: SeriesUID,
-    instance: InstanceUID,
-    path: str,
-    accept: Accept = None,
-) -> Response:
+async def retrieve_bulkdata(ref: Instance, path: str, accept: Accept = None) -> Response:
     steps, tag = parse_or_400(parse_path, path)
-    key = await instance_key(state, tenant, study, series, instance)
+    key = await instance_key(ref)
     if not steps and tag == PIXEL_DATA:
-        return await _pixels_response(state, key, accept, pixel_data_parts)
+        return await _pixels_response(ref.state, key, accept, pixel_data_parts)
     with http_errors():
-        ds = await asyncio.to_thread(read_stored_header, state.storage, key)
+        ds = await asyncio.to_thread(read_stored_header, ref.state.storage, key)
         value = bulk_value(ds, steps, tag)
         choice = choose_frame_media(accept, ExplicitVRLittleEndian, as_stored_only)
         return await multipart_response(
@@ -165,7 +128,7 @@ async def retrieve_bulkdata(
 
 
 async def _instances_response(
-    state: State, rows: Sequence[asyncpg.Record], accept: str | None
+    state: ApiState, rows: Sequence[asyncpg.Record], accept: str | None
 ) -> Response:
     instances = [StoredInstance(row["file_path"], row["transfer_syntax_uid"]) for row in rows]
     with http_errors():
@@ -175,7 +138,7 @@ async def _instances_response(
 
 
 async def _pixels_response(
-    state: State, key: str, accept: str | None, parts_of: PartsOf
+    state: ApiState, key: str, accept: str | None, parts_of: PartsOf
 ) -> Response:
     """Negotiate frames or pixel data bulk data against the stored syntax, then stream them."""
     with http_errors():

@@ -7,19 +7,19 @@ from typing import Annotated, TypeVar
 from fastapi import Header, HTTPException
 
 from dicomflow.api import queries
+from dicomflow.api.deps import InstanceRef
 from dicomflow.api.negotiation import NotAcceptable
 from dicomflow.api.pixels import CannotDecode, NotFound
-from dicomflow.api.state import ApiState
 
 T = TypeVar("T")
 Accept = Annotated[str | None, Header()]
 
 
-async def instance_key(state: ApiState, tenant: str, study: str, series: str, instance: str) -> str:
+async def instance_key(ref: InstanceRef) -> str:
     """The storage key of a tenant's instance, or 404."""
-    row = await queries.instance(state.pool, tenant, study, series, instance)
+    row = await queries.instance(ref.state.pool, ref.tenant, ref.study, ref.series, ref.instance)
     if row is None:
-        raise HTTPException(404, f"instance {instance} not found")
+        raise HTTPException(404, f"instance {ref.instance} not found")
     return row["file_path"]
 
 
