@@ -4,7 +4,9 @@ from pathlib import Path
 
 import orjson
 import pydicom
+import pytest
 
+from dicomflow.core.identifiers import InvalidIdentifier
 from dicomflow.core.series_metadata import (
     build_series_metadata,
     instance_metadata,
@@ -75,3 +77,11 @@ def test_missing_or_cut_metadata_is_built_from_the_file(tmp_path: Path) -> None:
     assert objects == built_from_files(storage, rows)
     json_storage.delete(instance_metadata_key(rows[0][3]))
     assert orjson.loads(build_series_metadata(storage, json_storage, "t", rows)) == objects
+
+
+def test_kept_metadata_lies_beside_its_series_under_the_json_root() -> None:
+    key = SeriesLocation("t", "20240102", STUDY, SERIES).instance_key(f"{SERIES}.7")
+
+    assert instance_metadata_key(key) == f"t/20240102/{STUDY}/{SERIES}/{SERIES}.7.json"
+    with pytest.raises(InvalidIdentifier):
+        instance_metadata_key(f"t/20240102/{STUDY}/{SERIES}.json")

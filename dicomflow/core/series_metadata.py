@@ -13,7 +13,8 @@ import pydicom
 from pydicom.dataset import Dataset
 
 from dicomflow.core.dicom_json import instance_json
-from dicomflow.core.storage import LocalStorage, SeriesLocation
+from dicomflow.core.identifiers import InvalidIdentifier
+from dicomflow.core.storage import LocalStorage
 from dicomflow.core.urls import instance_url
 
 DEFER_SIZE = 16 * 1024
@@ -37,9 +38,12 @@ def instance_metadata(
 
 
 def instance_metadata_key(instance_key: str) -> str:
-    """Where the DICOM JSON of the instance stored under `instance_key` is kept."""
-    location = SeriesLocation.of_instance_key(instance_key)
-    return location.instance_metadata_key(instance_key.rsplit("/", 1)[1].removesuffix(".dcm"))
+    """Where the DICOM JSON of the instance stored under `instance_key` is kept: the same key
+    under the JSON root, `.json` for `.dcm` (string work only: a series' metadata joins one
+    per instance, and the storage refuses any key that would leave its root)."""
+    if not instance_key.endswith(".dcm"):
+        raise InvalidIdentifier(f"{instance_key!r} is not an instance key")
+    return instance_key.removesuffix(".dcm") + ".json"
 
 
 def keep_instance_metadata(json_storage: LocalStorage, instance_key: str, body: bytes) -> None:

@@ -48,10 +48,6 @@ class SeriesLocation:
         """Key of the series metadata (DICOM JSON) under the JSON root."""
         return f"{self.prefix}.json"
 
-    def instance_metadata_key(self, sop_uid: str) -> str:
-        """Key of one instance's DICOM JSON under the JSON root, beside its series' file."""
-        return f"{self.prefix}/{validate_uid(sop_uid, 'SOP Instance UID')}.json"
-
     @classmethod
     def of_instance_key(cls, key: str) -> "SeriesLocation":
         """The series location of an instance key made by `instance_key` (validated again)."""
@@ -75,6 +71,9 @@ class LocalStorage:
         self._prefix = os.path.join(self.root, "")
 
     def _path(self, key: str) -> Path:
+        return Path(self._file_name(key))
+
+    def _file_name(self, key: str) -> str:
         """The file of `key`; keys that would leave the root (`..`, absolute) are refused.
 
         Checked on the normalised text, without touching the disk: keys are made of validated
@@ -83,7 +82,7 @@ class LocalStorage:
         path = os.path.normpath(os.path.join(self._prefix, key))
         if not path.startswith(self._prefix):
             raise InvalidIdentifier(f"storage key {key!r} leaves the storage root")
-        return Path(path)
+        return path
 
     def write_atomic(self, key: str, chunks: Iterable[bytes], durable: bool = True) -> int:
         """Write to a temporary file beside the target, fsync, rename over it; return the size.
@@ -147,7 +146,7 @@ class LocalStorage:
         The read never waits for the disk (RWF_NOWAIT), so an event loop may call this instead
         of paying a thread hop; the open() may still read a directory block, as nginx's does.
         """
-        fd = os.open(self._path(key), os.O_RDONLY)
+        fd = os.open(self._file_name(key), os.O_RDONLY)
         try:
             size = os.fstat(fd).st_size
             if size > limit or _RWF_NOWAIT is None:
@@ -167,7 +166,8 @@ class LocalStorage:
 
     def read_bytes_if_present(self, key: str) -> bytes | None:
         try:
-            return self.read_bytes(key)
+            with open(self._file_name(key), "rb") as fh:
+                return fh.read()
         except FileNotFoundError:
             return None
 
