@@ -10,8 +10,10 @@ import httpx
 import orjson
 import pydicom
 import pytest
+import redis.asyncio as aioredis
 from faust.types import TP
 
+from dicomflow.core.cache import series_metadata_key
 from dicomflow.core.settings import Settings
 from dicomflow.core.topics import STORAGE_QUEUE
 from dicomflow.streams.app import app
@@ -293,6 +295,41 @@ def test_cached_metadata_of_a_stable_series_is_dropped_when_it_changes(
         what="the change indexed",
     )
     assert instances_served(2), "the cached metadata of the changed series was served"
+
+
+def test_metadata_is_built_again_when_its_precomputed_file_is_lost(
+    system: RunningServices, stack: Settings, tmp_path: Path, uid_root: str
+) -> None:
+    study, series = f"{uid_root}.1", f"{uid_root}.1.1"
+    paths = []
+    for number in (1, 2):
+        paths.append(tmp_path / f"{number}.dcm")
+        make_ct(
+            paths[-1],
+            study_uid=study,
+            series_uid=series,
+            sop_uid=f"{series}.{number}",
+            instance_number=number,
+        )
+    assert storescu(system.scp_port, paths).returncode == 0
+    wait_for(lambda: metadata_rows(stack, uid_root) == ["ok"], 60, 0.2, what="metadata")
+    [precomputed] = Path(system.env["DICOMFLOW_JSON_ROOT"]).rglob(f"{series}.json")
+    precomputed.unlink()
+    asyncio.run(forget_cached(stack, series_metadata_key("default", study, series)))
+
+    response = httpx.get(f"{system.api_url}/dicom-web/studies/{study}/series/{series}/metadata")
+
+    assert response.status_code == 200
+    served = [item["00080018"]["Value"][0] for item in response.json()]
+    assert served == [f"{series}.1", f"{series}.2"]
+
+
+async def forget_cached(settings: Settings, key: str) -> None:
+    cache = aioredis.from_url(settings.redis_location)
+    try:
+        assert await cache.delete(key) == 1
+    finally:
+        await cache.aclose()
 
 
 def metadata_rows(settings: Settings, uid_root: str) -> list[str]:

@@ -26,6 +26,7 @@ from dicomflow.api.metadata import draft_series_metadata
 from dicomflow.api.single_flight import SingleFlight
 from dicomflow.core.cache import series_draft_key
 from dicomflow.core.db import create_pool
+from dicomflow.core.index import series_version
 from dicomflow.core.series_metadata import build_series_metadata
 from dicomflow.core.settings import Settings
 from dicomflow.core.storage import LocalStorage, study_date_folder
@@ -331,22 +332,26 @@ async def test_metadata_of_a_series_not_stable_yet_is_built_once_per_version(
         return build_series_metadata(*args)  # type: ignore[arg-type]
 
     monkeypatch.setattr(metadata, "build_series_metadata", counted_build)
+
+    async def draft(*of: str) -> bytes | None:
+        return await draft_series_metadata(state, *of, await series_version(pool, *of))
+
     try:
-        first = await draft_series_metadata(state, *series)
+        first = await draft(*series)
         assert first is not None and len(orjson.loads(first)) == 2
         hidden = series_folder.rename(series_folder.with_name("hidden"))
         try:  # the same version again: served from Redis, the files are not read
-            assert await draft_series_metadata(state, *series) == first
+            assert await draft(*series) == first
         finally:
             hidden.rename(series_folder)
         store(system, paths[2:])
-        changed = await draft_series_metadata(state, *series)
+        changed = await draft(*series)
         assert changed is not None and len(orjson.loads(changed)) == 3
         await cache.delete(series_draft_key(*series))
-        together = [draft_series_metadata(state, *series) for _ in range(4)]
+        together = [draft(*series) for _ in range(4)]
         assert await asyncio.gather(*together) == [changed] * 4
         assert len(builds) == 3  # one per version, and one for the four at once
-        assert await draft_series_metadata(state, "default", uid_root, f"{uid_root}.9") is None
+        assert await draft("default", uid_root, f"{uid_root}.9") is None
     finally:
         await cache.aclose()
         await pool.close()
@@ -360,8 +365,9 @@ async def test_metadata_is_built_from_the_files_when_redis_is_down(
     nowhere = aioredis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.5)
     state = draft_state(system, pool, nowhere)
     try:
+        series = ("default", uid_root, f"{uid_root}.1")
         for _ in range(2):
-            body = await draft_series_metadata(state, "default", uid_root, f"{uid_root}.1")
+            body = await draft_series_metadata(state, *series, await series_version(pool, *series))
             assert body is not None and len(orjson.loads(body)) == 2
     finally:
         await nowhere.aclose()

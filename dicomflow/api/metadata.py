@@ -24,11 +24,12 @@ from dicomflow.core.cache import (
 )
 from dicomflow.core.index import series_instances, series_version
 from dicomflow.core.series_metadata import build_series_metadata
-from dicomflow.core.storage import SeriesLocation
+from dicomflow.core.storage import LocalStorage, SeriesLocation
 
 log = logging.getLogger(__name__)
 
 DICOM_JSON = "application/dicom+json"
+INLINE_READ_LIMIT = 2 << 20  # a 500-instance CT series' metadata is 1.8 MB
 _RELATIVE_BULK_DATA_URI = b'"BulkDataURI":"/'
 
 
@@ -77,26 +78,27 @@ async def series_metadata(
     cached = await _cache_get(state, cache_key)
     if cached is not None:
         return cached
-    instance_key = await queries.fresh_metadata_key(state.pool, tenant, study_uid, series_uid)
+    instance_key, version = await queries.metadata_source(state.pool, tenant, study_uid, series_uid)
     if instance_key is not None:
         metadata_key = SeriesLocation.of_instance_key(instance_key).metadata_key
         try:
-            body = await asyncio.to_thread(state.json_storage.read_bytes, metadata_key)
+            body = await _read_file(state.json_storage, metadata_key)
         except OSError as exc:
             log.warning("precomputed metadata %s unreadable (%s); building it", metadata_key, exc)
+            version = await series_version(state.pool, tenant, study_uid, series_uid)
         else:
             state.in_background(_cache_set(state, cache_key, body, SERIES_METADATA_TTL))
             return body
-    return await draft_series_metadata(state, tenant, study_uid, series_uid)
+    return await draft_series_metadata(state, tenant, study_uid, series_uid, version)
 
 
 async def draft_series_metadata(
-    state: ApiState, tenant: str, study_uid: str, series_uid: str
+    state: ApiState, tenant: str, study_uid: str, series_uid: str, version: str | None
 ) -> bytes | None:
-    """Metadata of a series not stable yet: built once per version of the series (from the
-    JSON the worker kept for each instance, else the files; kept in Redis; concurrent requests
-    share one build), so repeated requests do not rebuild it."""
-    version = await series_version(state.pool, tenant, study_uid, series_uid)
+    """Metadata of a series not stable yet, at `version` (None: the series has no instances):
+    built once per version of the series (from the JSON the worker kept for each instance,
+    else the files; kept in Redis; concurrent requests share one build), so repeated requests
+    do not rebuild it."""
     if version is None:
         return None
     draft_key = series_draft_key(tenant, study_uid, series_uid)
@@ -127,6 +129,15 @@ async def _build_draft(
             pipe.expire(draft_key, DRAFT_METADATA_TTL)
             await pipe.execute()
     return body
+
+
+async def _read_file(storage: LocalStorage, key: str) -> bytes:
+    """A file's bytes: at once when it is all in the page cache (a few hundred microseconds
+    at most), else from a worker thread."""
+    cached = storage.read_if_cached(key, INLINE_READ_LIMIT)
+    if cached is not None:
+        return bytes(cached)
+    return await asyncio.to_thread(storage.read_bytes, key)
 
 
 async def _cache_get(state: ApiState, key: str) -> bytes | None:

@@ -2,6 +2,8 @@
 
 import asyncpg
 
+from dicomflow.core.index import SERIES_VERSION
+
 _ORDER = "ORDER BY series_uid, instance_number NULLS LAST, sop_uid"
 
 
@@ -29,22 +31,27 @@ async def study_series(pool: asyncpg.Pool, tenant: str, study_uid: str) -> list[
     return [r["series_uid"] for r in rows]
 
 
-async def fresh_metadata_key(
+async def metadata_source(
     pool: asyncpg.Pool, tenant: str, study_uid: str, series_uid: str
-) -> str | None:
-    """An instance key of the series when its precomputed metadata is current, else None."""
-    return await pool.fetchval(
-        "SELECT i.file_path FROM dicom_json_meta j"
-        " JOIN dicom_state_meta s USING (tenant_id, study_uid, series_uid)"
-        " JOIN LATERAL (SELECT file_path FROM dicom_image_meta i WHERE i.tenant_id = j.tenant_id"
-        "   AND i.study_uid = j.study_uid AND i.series_uid = j.series_uid LIMIT 1) i ON true"
-        " WHERE j.tenant_id = $1 AND j.study_uid = $2 AND j.series_uid = $3"
-        " AND j.json_status = 'ok' AND s.series_state = 'stable'"
-        " AND j.flag_time >= s.last_received_time",
+) -> tuple[str | None, str | None]:
+    """Where a series' metadata comes from, in one round trip: (an instance key of the series
+    when its precomputed metadata is current, else None; the series' version when it is not,
+    None when the series has no instances)."""
+    row = await pool.fetchrow(
+        "SELECT fresh.file_path,"
+        f" CASE WHEN fresh.file_path IS NULL THEN ({SERIES_VERSION}) END AS version"
+        " FROM (SELECT (SELECT i.file_path FROM dicom_json_meta j"
+        "   JOIN dicom_state_meta s USING (tenant_id, study_uid, series_uid)"
+        "   JOIN LATERAL (SELECT file_path FROM dicom_image_meta i WHERE i.tenant_id = j.tenant_id"
+        "     AND i.study_uid = j.study_uid AND i.series_uid = j.series_uid LIMIT 1) i ON true"
+        "   WHERE j.tenant_id = $1 AND j.study_uid = $2 AND j.series_uid = $3"
+        "   AND j.json_status = 'ok' AND s.series_state = 'stable'"
+        "   AND j.flag_time >= s.last_received_time) AS file_path) fresh",
         tenant,
         study_uid,
         series_uid,
     )
+    return row["file_path"], row["version"]
 
 
 async def retrievable_instances(

@@ -20,18 +20,19 @@ async def series_instances(
     return [tuple(r) for r in rows]
 
 
+# A digest that changes whenever an instance of the series ($1, $2, $3) is indexed (new or
+# re-sent); NULL when the series has no instances.
+SERIES_VERSION = (
+    "SELECT md5(string_agg(sop_uid || ' ' || indexed_time::text, ',' ORDER BY sop_uid))"
+    " FROM dicom_image_meta WHERE tenant_id = $1 AND study_uid = $2 AND series_uid = $3"
+)
+
+
 async def series_version(
     pool: asyncpg.Pool, tenant: str, study_uid: str, series_uid: str
 ) -> str | None:
-    """A digest that changes whenever an instance of the series is indexed (new or re-sent);
-    None when the series has no instances."""
-    return await pool.fetchval(
-        "SELECT md5(string_agg(sop_uid || ' ' || indexed_time::text, ',' ORDER BY sop_uid))"
-        " FROM dicom_image_meta WHERE tenant_id = $1 AND study_uid = $2 AND series_uid = $3",
-        tenant,
-        study_uid,
-        series_uid,
-    )
+    """The series' version (`SERIES_VERSION`), None when it has no instances."""
+    return await pool.fetchval(SERIES_VERSION, tenant, study_uid, series_uid)
 
 
 async def count_series_instances(
