@@ -251,6 +251,12 @@ async def load(system: Dicomflow, orthanc: Orthanc, corpus: Path, series: list[M
         await connection.close()
 
 
+def quiet(system: Dicomflow, orthanc: Orthanc) -> None:
+    """Let both sides finish their background work before the next measurements."""
+    waited = harness.wait_quiet({**system.cpu_roots(), **orthanc.cpu_roots()})
+    log(f"both sides quiet after {waited:.1f} s")
+
+
 async def wait_precomputed(system: Dicomflow, series: list[Manifest]) -> None:
     connection = await asyncpg.connect(system.postgres_dsn)
     try:
@@ -453,6 +459,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             orthanc = stack.enter_context(harness.orthanc_running(ports, run_dir))
             asyncio.run(load(system, orthanc, args.corpus, [ct500, ct50]))
+            quiet(system, orthanc)
             ours = Client(system.api_url + "/dicom-web")
             stack.callback(ours.close)
             theirs = Client(orthanc.url + "/dicom-web")
@@ -467,6 +474,7 @@ def main(argv: list[str] | None = None) -> int:
             system.stop("worker")
             system.start("worker", series_stable_seconds="2")
             asyncio.run(wait_precomputed(system, [ct50, ct500]))
+            quiet(system, orthanc)
             rows += bench.precomputed_metadata([ct50, ct500])
             rows += bench.the_rest(ct500)
         rows.sort(key=lambda r: _order(r.operation))

@@ -653,6 +653,21 @@ def cpu_used(before: dict[str, float], after: dict[str, float]) -> dict[str, flo
     return {name: after[name] - before.get(name, 0.0) for name in after}
 
 
+def wait_quiet(roots: dict[str, int], busy: float = 0.1, timeout: float = 180.0) -> float:
+    """Wait until each process tree of `roots` uses less than `busy` of a core over a second,
+    so that work a server does after loading (Orthanc's own, or an index catching up) does not
+    fall into the first measurements; return the seconds waited."""
+    started = time.monotonic()
+    while True:
+        before = cpu_seconds(roots)
+        time.sleep(1.0)
+        used = cpu_used(before, cpu_seconds(roots))
+        if all(seconds < busy for seconds in used.values()):
+            return time.monotonic() - started
+        if time.monotonic() - started > timeout:
+            raise BenchError(f"still busy after {timeout:.0f}s (CPU seconds per second): {used}")
+
+
 # ---------------------------------------------------------------- profiling
 
 
