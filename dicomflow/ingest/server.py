@@ -68,6 +68,10 @@ def event_handlers(settings: Settings, store: InstanceStore) -> list[evt.EventHa
 
 def serve(settings: Settings) -> None:
     """Run the SCP in the foreground until SIGINT or SIGTERM."""
+    if log.getEffectiveLevel() > logging.DEBUG:
+        # pynetdicom logs a line per DIMSE message (hundreds a second under load); the metrics
+        # count instances and rejections, and rejections are logged here.
+        logging.getLogger("pynetdicom._handlers").setLevel(logging.WARNING)
     if settings.scp_metrics_port:
         start_http_server(settings.scp_metrics_port, addr=settings.scp_host)
     publisher = EventPublisher(settings)
