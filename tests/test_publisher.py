@@ -1,17 +1,42 @@
-"""The storage-event publisher against the real broker: partitions, outbox failover and replay."""
+"""The storage-event publisher against the real broker: partitions, outbox failover and replay.
+
+Events go to a topic of their own, laid out as `storage_queue`: the worker must not read them.
+"""
 
 import asyncio
+import contextlib
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
 from aiokafka.partitioner import DefaultPartitioner
 
 from dicomflow.core.settings import Settings
-from dicomflow.core.topics import STORAGE_QUEUE
 from dicomflow.ingest.outbox import Outbox
 from dicomflow.ingest.publisher import EventPublisher
 from tests.kafka_helpers import read_topic
+
+TOPIC = "publisher_test"
+
+
+async def _create_topic(settings: Settings) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_servers)
+    await admin.start()
+    try:
+        with contextlib.suppress(TopicAlreadyExistsError):
+            await admin.create_topics([NewTopic(TOPIC, settings.topic_partitions, 1)])
+    finally:
+        await admin.close()
+
+
+@pytest.fixture(scope="module")
+def topic(stack: Settings) -> Iterator[str]:
+    asyncio.run(_create_topic(stack))
+    yield TOPIC
 
 
 def event(marker: str, number: int) -> bytes:
@@ -19,9 +44,7 @@ def event(marker: str, number: int) -> bytes:
 
 
 def read_marked(stack: Settings, marker: str, expected: int) -> list[tuple[int, bytes, dict]]:
-    return asyncio.run(
-        read_topic(stack, STORAGE_QUEUE, lambda v: v.get("trace_id") == marker, expected)
-    )
+    return asyncio.run(read_topic(stack, TOPIC, lambda v: v.get("trace_id") == marker, expected))
 
 
 def closed_port() -> int:
@@ -31,7 +54,7 @@ def closed_port() -> int:
 
 
 def test_a_key_lands_on_the_partition_faust_and_aiokafka_choose(
-    stack: Settings, tmp_path: Path, uid_root: str
+    stack: Settings, topic: str, tmp_path: Path, uid_root: str
 ) -> None:
     """The series-progress table is consistent only if every producer partitions alike."""
     publisher = EventPublisher(stack, tmp_path / "outbox.db")
@@ -39,7 +62,7 @@ def test_a_key_lands_on_the_partition_faust_and_aiokafka_choose(
     keys = [f"default|{uid_root}|{uid_root}.{n}".encode() for n in range(12)]
     try:
         for number, key in enumerate(keys):
-            publisher.publish(STORAGE_QUEUE, key, event(uid_root, number))
+            publisher.publish(topic, key, event(uid_root, number))
     finally:
         publisher.stop()
 
@@ -51,20 +74,20 @@ def test_a_key_lands_on_the_partition_faust_and_aiokafka_choose(
 
 
 def test_an_outbox_left_by_a_previous_run_is_replayed_in_order_at_start(
-    stack: Settings, tmp_path: Path, uid_root: str
+    stack: Settings, topic: str, tmp_path: Path, uid_root: str
 ) -> None:
     path = tmp_path / "outbox.db"
     left = Outbox(path)
     key = f"default|{uid_root}|{uid_root}.1".encode()
     for number in range(5):
-        left.append(STORAGE_QUEUE, key, event(uid_root, number))
+        left.append(topic, key, event(uid_root, number))
     left.close()
 
     publisher = EventPublisher(stack, path)
     publisher.start()
     try:
         found = read_marked(stack, uid_root, 5)
-        publisher.publish(STORAGE_QUEUE, key, event(uid_root, 5))
+        publisher.publish(topic, key, event(uid_root, 5))
     finally:
         publisher.stop()
 
@@ -81,7 +104,7 @@ def test_unreachable_kafka_fails_over_to_the_outbox(tmp_path: Path) -> None:
     publisher.start()
     try:
         for number in range(3):
-            publisher.publish(STORAGE_QUEUE, b"k", event("a", number))
+            publisher.publish(TOPIC, b"k", event("a", number))
     finally:
         publisher.stop()
 

@@ -11,6 +11,7 @@ import orjson
 import pydicom
 import pytest
 import redis.asyncio as aioredis
+from aiokafka import AIOKafkaProducer
 from faust.types import TP
 
 from dicomflow.core.cache import series_metadata_key
@@ -322,6 +323,42 @@ def test_metadata_is_built_again_when_its_precomputed_file_is_lost(
     assert response.status_code == 200
     served = [item["00080018"]["Value"][0] for item in response.json()]
     assert served == [f"{series}.1", f"{series}.2"]
+
+
+def test_an_event_that_is_not_a_storage_event_is_skipped(
+    system: RunningServices, stack: Settings, tmp_path: Path, uid_root: str
+) -> None:
+    """It is counted and logged, and the events after it on its partition are processed."""
+    study, series = f"{uid_root}.1", f"{uid_root}.1.1"
+    # Valid JSON with the identifying keys other tests filter on, but not a StorageEvent.
+    broken = {"trace_id": uid_root, "study_uid": study, "series_uid": series, "sop_uid": study}
+    logged_before = system.log("worker").stat().st_size
+    asyncio.run(produce(stack, STORAGE_QUEUE, f"default|{study}|{series}", broken))
+    path = tmp_path / "1.dcm"
+    make_ct(path, study_uid=study, series_uid=series, sop_uid=f"{series}.1")
+
+    assert storescu(system.scp_port, [path]).returncode == 0
+
+    wait_for(lambda: instance_count(stack, uid_root) == 1, 30, 0.1, what="the instance indexed")
+    metrics = httpx.get(f"http://127.0.0.1:{system.env['DICOMFLOW_WORKER_METRICS_PORT']}/metrics")
+    skipped = [
+        float(line.split()[-1])
+        for line in metrics.text.splitlines()
+        if line.startswith('dicomflow_events_undecodable_total{topic="storage_queue"}')
+    ]
+    assert skipped and skipped[0] >= 1
+    logged = system.log("worker").read_bytes()[logged_before:]
+    assert b"skipped, not a record of the topic" in logged
+    assert b"Crashed" not in logged, "the agent went on with the next event"
+
+
+async def produce(settings: Settings, topic: str, key: str, value: dict) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_servers, acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic, orjson.dumps(value), key=key.encode())
+    finally:
+        await producer.stop()
 
 
 async def forget_cached(settings: Settings, key: str) -> None:

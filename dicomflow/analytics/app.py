@@ -3,7 +3,7 @@
 import faust
 
 from dicomflow.core.settings import Settings
-from dicomflow.streams.transport import broker_url
+from dicomflow.streams.transport import SkippingTopic, broker_url
 
 APP_ID = "dicomflow-analytics"
 
@@ -13,6 +13,7 @@ def create_app(settings: Settings) -> faust.App:
         APP_ID,
         autodiscover=False,
         broker=broker_url(settings.kafka_servers),
+        Topic=SkippingTopic,
         store="memory://",
         topic_partitions=settings.topic_partitions,
         topic_replication_factor=1,

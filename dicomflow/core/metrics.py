@@ -21,3 +21,8 @@ EVENTS_DELETED_UNPROCESSED = Counter(
     "Events Kafka's retention deleted before they were processed (committed over)",
     ["topic"],
 )
+EVENTS_UNDECODABLE = Counter(
+    "dicomflow_events_undecodable_total",
+    "Kafka messages skipped because they are not a record of their topic",
+    ["topic"],
+)

@@ -146,10 +146,12 @@ class LocalStorage:
         The read never waits for the disk (RWF_NOWAIT), so an event loop may call this instead
         of paying a thread hop; the open() may still read a directory block, as nginx's does.
         """
+        if _RWF_NOWAIT is None:
+            return None
         fd = os.open(self._file_name(key), os.O_RDONLY)
         try:
             size = os.fstat(fd).st_size
-            if size > limit or _RWF_NOWAIT is None:
+            if size > limit:
                 return None
             buffer = bytearray(size)
             try:

@@ -84,6 +84,7 @@ class EventPublisher:
             }
         )
         self._stopping = threading.Event()
+        self._flushed = threading.Event()
         self._threads = [
             threading.Thread(target=self._serve_reports, name="kafka-reports", daemon=True),
             threading.Thread(target=self._replay_forever, name="outbox-replay", daemon=True),
@@ -95,9 +96,11 @@ class EventPublisher:
             thread.start()
 
     def stop(self) -> None:
+        """Stop replaying, wait for the events in flight, then stop serving their reports."""
         self._stopping.set()
         self._threads[1].join(STOP_SECONDS)
         self._producer.flush(STOP_SECONDS)
+        self._flushed.set()
         self._threads[0].join(STOP_SECONDS)
         if self._outbox:
             self._outbox.close()
@@ -127,9 +130,8 @@ class EventPublisher:
 
     def _serve_reports(self) -> None:
         """Run librdkafka's delivery reports (they wake the waiting publishers)."""
-        while not self._stopping.is_set():
+        while not self._flushed.is_set():
             self._producer.poll(POLL_SECONDS)
-        self._producer.poll(0)
 
     def _replay_forever(self) -> None:
         while not self._stopping.wait(RETRY_SECONDS):

@@ -3,7 +3,7 @@
 import faust
 
 from dicomflow.core.settings import Settings
-from dicomflow.streams.transport import broker_url
+from dicomflow.streams.transport import SkippingTopic, broker_url
 
 app = faust.App("dicomflow", autodiscover=False)
 
@@ -13,6 +13,7 @@ def configure(settings: Settings) -> faust.App:
     app.config_from_object(
         {
             "broker": broker_url(settings.kafka_servers),
+            "Topic": SkippingTopic,
             "store": settings.table_store,
             "topic_partitions": settings.topic_partitions,
             "topic_replication_factor": 1,

@@ -17,16 +17,27 @@ neither happens: the commit stops before the first event not processed, and the 
 (`watchdog.py`) reads the partition again from there, as soon as it sees the event dropped
 (`partitions_with_a_dropped_event`).
 
+Undecodable messages: Faust acknowledges a message it cannot decode into its topic's record,
+then throws the error into the agent, which crashes and restarts; the next seek delivers the
+message again. `SkippingTopic` (each app's `Topic` class) logs and counts it instead, and
+the agent goes on with the next event.
+
 Registered under the `faust.transports` entry point as `kafka-batched`, the scheme of
 `broker_url()`.
 """
 
+import logging
 from collections.abc import Iterable
 from typing import Any
 
 import aiokafka
+import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
-from faust.types import TP
+from faust.types import TP, Message
+
+from dicomflow.core.metrics import EVENTS_UNDECODABLE
+
+log = logging.getLogger(__name__)
 
 SCHEME = "kafka-batched"
 FETCH_MIN_BYTES = 64 * 1024
@@ -101,6 +112,26 @@ class BatchingConsumer(faust_aiokafka.Consumer):
 
     async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
         """Never mark offsets as done without processing them (see the module docstring)."""
+
+
+class SkippingTopic(faust.Topic):
+    """A topic whose undecodable messages are logged, counted and skipped (see above)."""
+
+    async def on_key_decode_error(self, exc: Exception, message: Message) -> None:
+        self._skip(exc, message)
+
+    async def on_value_decode_error(self, exc: Exception, message: Message) -> None:
+        self._skip(exc, message)
+
+    @staticmethod
+    def _skip(exc: Exception, message: Message) -> None:
+        log.error(
+            "%s offset %d: skipped, not a record of the topic: %s",
+            message.tp,
+            message.offset,
+            exc,
+        )
+        EVENTS_UNDECODABLE.labels(message.tp.topic).inc()
 
 
 class Transport(faust_aiokafka.Transport):
