@@ -6,7 +6,6 @@ Events go to a topic of their own, laid out as `storage_queue`: the worker must 
 import asyncio
 import contextlib
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
@@ -34,9 +33,9 @@ async def _create_topic(settings: Settings) -> None:
 
 
 @pytest.fixture(scope="module")
-def topic(stack: Settings) -> Iterator[str]:
+def topic(stack: Settings) -> str:
     asyncio.run(_create_topic(stack))
-    yield TOPIC
+    return TOPIC
 
 
 def event(marker: str, number: int) -> bytes:
