@@ -48,3 +48,4 @@ bench: setup
 	$(BIN)/python bench/make_corpus.py
 	$(BIN)/python bench/cstore.py
 	$(BIN)/python bench/dicomweb.py
+	$(BIN)/python bench/scp_alone.py
