@@ -2,6 +2,7 @@
 
 import asyncio
 import io
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from types import SimpleNamespace
@@ -138,6 +139,24 @@ def test_study_series_and_instance_equal_what_was_sent(
     one = next(iter(sent.values()))
     got = dicomweb.retrieve_instance(uid_root, one.SeriesInstanceUID, one.SOPInstanceUID)
     assert got == one and got.PixelData == one.PixelData
+
+
+def test_instances_not_in_the_page_cache_are_read_from_disk_alike(
+    system: RunningServices, tmp_path: Path, uid_root: str
+) -> None:
+    """The API reads a file in its event loop only when the page cache holds all of it."""
+    sent = by_sop(store(system, cts(tmp_path, uid_root, 3)))
+    for ds in sent.values():
+        with open(stored_path(system, ds), "rb") as fh:
+            os.posix_fadvise(fh.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+
+    one = next(iter(sent.values()))
+    got = client(system).retrieve_instance(uid_root, one.SeriesInstanceUID, one.SOPInstanceUID)
+    series = by_sop(client(system).retrieve_series(uid_root, f"{uid_root}.1"))
+
+    assert got == one and got.PixelData == one.PixelData
+    assert series.keys() == sent.keys()
+    assert all(ds.PixelData == sent[sop].PixelData for sop, ds in series.items())
 
 
 def test_dicom_responses_are_multipart_and_never_gzipped(
