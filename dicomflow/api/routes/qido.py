@@ -26,6 +26,10 @@ _MORE_RESULTS = (
     ' Additional results can be requested."'
 )
 
+# A match costs ~0.17 ms to serialize (pydicom's JSON model); up to this many are serialized in
+# the event loop, saving the worker-thread hop (~0.13 ms), more in a worker thread.
+INLINE_RESULTS = 5
+
 router = APIRouter(tags=["QIDO-RS"])
 
 
@@ -86,7 +90,11 @@ async def _search(
     base = public_origin(request) + (
         tenant_base(tenant) if "tenant" in request.path_params else DICOMWEB_PREFIX
     )
-    body = await asyncio.to_thread(_results_json, query, rows[: query.limit], base)
+    matches = rows[: query.limit]
+    if len(matches) <= INLINE_RESULTS:
+        body = _results_json(query, matches, base)
+    else:
+        body = await asyncio.to_thread(_results_json, query, matches, base)
     headers: dict[str, str] = {}
     if len(rows) > query.limit and query.limited_by_server:
         headers["Warning"] = f"299 {base}: {_MORE_RESULTS}"
