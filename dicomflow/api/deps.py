@@ -5,7 +5,7 @@ worker thread, a hop that costs more than the dependency itself.
 """
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, HTTPException, Request
 
@@ -65,27 +65,24 @@ class InstanceRef(SeriesRef):
     instance: str
 
 
+Ref = TypeVar("Ref", bound=StudyRef)
+
+
+def _ref(request: Request, kind: type[Ref], *uids: str) -> Ref:
+    """A `kind` of the request's state, tenant and path UIDs `uids` (validated)."""
+    return kind(request.app.state.api, tenant_of(request), *[uid_of(request, n) for n in uids])
+
+
 async def get_study(request: Request) -> StudyRef:
-    return StudyRef(request.app.state.api, tenant_of(request), uid_of(request, "study"))
+    return _ref(request, StudyRef, "study")
 
 
 async def get_series(request: Request) -> SeriesRef:
-    return SeriesRef(
-        request.app.state.api,
-        tenant_of(request),
-        uid_of(request, "study"),
-        uid_of(request, "series"),
-    )
+    return _ref(request, SeriesRef, "study", "series")
 
 
 async def get_instance(request: Request) -> InstanceRef:
-    return InstanceRef(
-        request.app.state.api,
-        tenant_of(request),
-        uid_of(request, "study"),
-        uid_of(request, "series"),
-        uid_of(request, "instance"),
-    )
+    return _ref(request, InstanceRef, "study", "series", "instance")
 
 
 State = Annotated[ApiState, Depends(get_state)]
