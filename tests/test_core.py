@@ -5,8 +5,10 @@ import time
 from pathlib import Path
 
 import pytest
+from pydicom.dataelem import DataElement
 
 from dicomflow.cli import main
+from dicomflow.core.dicom_json import BULK_DATA_THRESHOLD, value_json
 from dicomflow.core.hashing import uid_hash
 from dicomflow.core.identifiers import (
     InvalidIdentifier,
@@ -243,3 +245,37 @@ def test_sweep_removes_only_stale_temporary_files(
         f"{tmp_path / 'dicom'}: removed 1 temporary files (5 bytes)",
         f"{json_root}: removed 1 temporary files (2 bytes)",
     ]
+
+
+@pytest.mark.parametrize(
+    ("vr", "value"),
+    [
+        ("UI", "1.2.840.10008.1.2.1"),
+        ("LO", "ID-1"),
+        ("LO", ""),
+        ("LO", None),
+        ("CS", "ORIGINAL\\PRIMARY\\AXIAL"),
+        ("CS", ["CT", "MR"]),
+        ("CS", "CT\\"),
+        ("SH", "Ünïcödé"),
+        ("DA", "20240115"),
+        ("TM", "101500.123"),
+        ("AS", "045Y"),
+        ("IS", 7),
+        ("IS", "12"),
+        ("US", 512),
+        ("DS", "1.5\\2"),
+        ("UR", "http://host/dicom-web/studies/1.2\\3"),
+        ("PN", "Doe^John"),
+        ("PN", "Yamada^Tarou=山田^太郎=やまだ^たろう"),
+        ("PN", "Doe^John="),
+        ("PN", "Doe^John\\Roe^Jane"),
+        ("PN", "=山田^太郎"),
+        ("PN", "A==B"),
+        ("PN", "Doe^John=^="),
+        ("LT", "a\\b"),
+    ],
+)
+def test_value_json_is_what_pydicom_makes_of_the_element(vr: str, value: object) -> None:
+    element = DataElement(0x00100010, vr, value)
+    assert value_json(vr, value) == element.to_json_dict(None, BULK_DATA_THRESHOLD)  # type: ignore[arg-type]

@@ -36,6 +36,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import Enum, IntEnum
+from functools import cached_property
 
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 
@@ -85,11 +86,11 @@ class Attribute:
     kind: Kind
     column: str = ""
 
-    @property
+    @cached_property
     def tag(self) -> int:
         return int(tag_for_keyword(self.keyword) or 0)
 
-    @property
+    @cached_property
     def vr(self) -> str:
         return dictionary_VR(self.keyword)
 
