@@ -91,11 +91,10 @@ class LocalStorage:
         still see the old or the new content, never a mix, unless the machine crashes.
         """
         path = self._path(key)
-        self._make_dirs(path.parent)
         tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
         size = 0
         try:
-            with open(tmp, "wb") as fh:
+            with self._create(tmp) as fh:
                 for chunk in chunks:
                     fh.write(chunk)
                     size += len(chunk)
@@ -183,6 +182,15 @@ class LocalStorage:
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
+
+    def _create(self, path: Path) -> BinaryIO:
+        """A new file open for writing; its missing directories are made only when the open
+        says so (a series' directory exists after its first instance: no look first)."""
+        try:
+            return open(path, "wb")
+        except FileNotFoundError:
+            self._make_dirs(path.parent)
+            return open(path, "wb")
 
     def _make_dirs(self, directory: Path) -> None:
         """Create missing directories and fsync each new entry's parent so it survives a crash."""
