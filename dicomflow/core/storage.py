@@ -137,7 +137,8 @@ class LocalStorage:
         return open(self._path(key), "rb")
 
     def read_bytes(self, key: str) -> bytes:
-        return self._path(key).read_bytes()
+        with open(self._file_name(key), "rb") as fh:
+            return fh.read()
 
     def read_if_cached(self, key: str, limit: int) -> memoryview | None:
         """The whole file if it is at most `limit` bytes and all in the page cache, else None.
@@ -167,8 +168,7 @@ class LocalStorage:
 
     def read_bytes_if_present(self, key: str) -> bytes | None:
         try:
-            with open(self._file_name(key), "rb") as fh:
-                return fh.read()
+            return self.read_bytes(key)
         except FileNotFoundError:
             return None
 
