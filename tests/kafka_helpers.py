@@ -1,13 +1,15 @@
 """Reading what the services published, straight from Kafka."""
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic, RecordsToDelete
+from aiokafka.errors import TopicAlreadyExistsError
 
 from dicomflow.core.settings import Settings
 
@@ -69,5 +71,16 @@ async def delete_records_before(
     await admin.start()
     try:
         await admin.delete_records({TopicPartition(topic, partition): RecordsToDelete(offset)})
+    finally:
+        await admin.close()
+
+
+async def create_topic(settings: Settings, topic: str) -> None:
+    """Create `topic` with the stack's partition count, unless it exists."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_servers)
+    await admin.start()
+    try:
+        with contextlib.suppress(TopicAlreadyExistsError):
+            await admin.create_topics([NewTopic(topic, settings.topic_partitions, 1)])
     finally:
         await admin.close()

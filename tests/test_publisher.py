@@ -4,37 +4,24 @@ Events go to a topic of their own, laid out as `storage_queue`: the worker must 
 """
 
 import asyncio
-import contextlib
 import socket
 from pathlib import Path
 
 import orjson
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
 from aiokafka.partitioner import DefaultPartitioner
 
 from dicomflow.core.settings import Settings
 from dicomflow.ingest.outbox import Outbox
 from dicomflow.ingest.publisher import EventPublisher
-from tests.kafka_helpers import read_topic
+from tests.kafka_helpers import create_topic, read_topic
 
 TOPIC = "publisher_test"
 
 
-async def _create_topic(settings: Settings) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_servers)
-    await admin.start()
-    try:
-        with contextlib.suppress(TopicAlreadyExistsError):
-            await admin.create_topics([NewTopic(TOPIC, settings.topic_partitions, 1)])
-    finally:
-        await admin.close()
-
-
 @pytest.fixture(scope="module")
 def topic(stack: Settings) -> str:
-    asyncio.run(_create_topic(stack))
+    asyncio.run(create_topic(stack, TOPIC))
     return TOPIC
 
 
