@@ -15,6 +15,10 @@ servers taking turns block by block; the median is reported.
   Redis entry removed before each request;
 - QIDO-RS studies by PatientID;
 - one instance (`multipart/related; type="application/dicom"; transfer-syntax=*`);
+- frame 1 of one instance (`multipart/related; type="application/octet-stream";
+  transfer-syntax=*`, as OHIF asks), the same frame again and again; and frame 1 of a
+  different instance each time (each request the first for its file, as a viewer loading a
+  series makes them);
 - the whole 500-instance series (~263 MB, `multipart/related; type="application/dicom"` as
   dicomweb-client's retrieve_series asks), streamed and discarded.
 
@@ -52,6 +56,7 @@ ENCODINGS = {"gzip": GZIP, "identity": IDENTITY}
 DICOM_JSON = "application/dicom+json"
 QIDO_ACCEPT = "application/dicom+json, application/json"  # dicomweb-client search_for_*
 INSTANCE_ACCEPT = 'multipart/related; type="application/dicom"; transfer-syntax=*'
+FRAME_ACCEPT = 'multipart/related; type="application/octet-stream"; transfer-syntax=*'  # OHIF
 SERIES_ACCEPT = 'multipart/related; type="application/dicom"'  # dicomweb-client retrieve_series
 BLOCK = 5  # consecutive requests to one server before the other takes its turn
 NEVER_STABLE = 86400.0  # phase 1: the worker indexes but never marks the series stable
@@ -135,6 +140,13 @@ class Request:
     accept: str
     encoding: str
     stream: bool = False
+    timed_paths: tuple[str, ...] = ()  # when set, the timed requests' paths in turn
+
+    def path_of(self, rep: int | None) -> str:
+        """The path of timed request `rep` (None: the warm-up)."""
+        if rep is None or not self.timed_paths:
+            return self.path
+        return self.timed_paths[rep % len(self.timed_paths)]
 
 
 class Client:
@@ -148,12 +160,13 @@ class Client:
         self.http.close()
 
     def timed(
-        self, request: Request, keep_body: bool
+        self, request: Request, keep_body: bool, rep: int | None = None
     ) -> tuple[float, int, int, bytes, httpx.Response]:
         """One request: milliseconds, bytes on the wire, decoded bytes, kept body, response."""
         headers = {"Accept": request.accept, "Accept-Encoding": request.encoding}
+        path = request.path_of(rep)
         started = time.perf_counter()
-        wire, body, response, kept = self._request(request.path, headers, request.stream, keep_body)
+        wire, body, response, kept = self._request(path, headers, request.stream, keep_body)
         return (time.perf_counter() - started) * 1000, wire, body, kept, response
 
     def _request(
@@ -185,7 +198,8 @@ def measure(
 ) -> None:
     if before is not None:
         before()
-    elapsed, wire, body, kept, response = client.timed(request, warm_up and check is not None)
+    rep = None if warm_up else len(timing.samples)
+    elapsed, wire, body, kept, response = client.timed(request, warm_up and check is not None, rep)
     if warm_up:
         timing.first_ms = elapsed
         if check is not None:
@@ -355,6 +369,23 @@ class Bench:
         )
         return Row(operation, encoding_name, "", ours, theirs)
 
+    def first_frames(self, ct500: Manifest) -> Row:
+        """Frame 1 of a different instance each time, as a viewer loads a series: every request
+        is the first for its file on both servers (nothing of it remembered but the page cache)."""
+        operation = "first frame of each instance"
+        log(f"{operation}: dicomflow and Orthanc, alternating")
+        series = f"/studies/{ct500.study_uid}/series/{ct500.series_uid}"
+        paths = tuple(f"{series}/instances/{sop}/frames/1" for sop in ct500.sop_uids)
+        if len(paths) < self.reps + 1:
+            raise BenchError(f"{operation}: {len(paths)} instances for {self.reps} requests")
+        request = Request(paths[-1], FRAME_ACCEPT, IDENTITY, timed_paths=paths[: self.reps])
+        ours, theirs = alternating(
+            [(self.dicomflow, request, None), (self.orthanc, request, None)],
+            self.reps,
+            Checker.multipart(1),
+        )
+        return Row(operation, "identity", "", ours, theirs)
+
     def the_rest(self, ct500: Manifest) -> list[Row]:
         rows = []
         qido = f"/studies?PatientID={ct500.patient_id}"
@@ -385,6 +416,18 @@ class Bench:
                     Checker.multipart(1),
                 )
             )
+        for name in ENCODINGS:
+            rows.append(
+                self.both(
+                    "retrieve one frame",
+                    name,
+                    instance + "/frames/1",
+                    FRAME_ACCEPT,
+                    self.reps,
+                    Checker.multipart(1),
+                )
+            )
+        rows.append(self.first_frames(ct500))
         for name in ENCODINGS:
             rows.append(
                 self.both(
@@ -481,7 +524,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nload average at the end: {harness.loadavg()}")
         print(
             f"\nmedian of N sequential requests after one warm-up; N = {args.reps} "
-            f"(50-instance metadata, QIDO, one instance), {args.heavy_reps} (500-instance "
+            f"(50-instance metadata, QIDO, one instance, frames), {args.heavy_reps} (500-instance "
             f"metadata), {args.series_reps} (series retrieve); speed-up = Orthanc / dicomflow "
             "(above 1: dicomflow is faster)"
         )
@@ -520,7 +563,15 @@ def main(argv: list[str] | None = None) -> int:
 
 def _order(operation: str) -> int:
     for index, prefix in enumerate(
-        ("series metadata, 50 ", "series metadata, 500 ", "QIDO", "retrieve one", "retrieve series")
+        (
+            "series metadata, 50 ",
+            "series metadata, 500 ",
+            "QIDO",
+            "retrieve one instance",
+            "retrieve one frame",
+            "first frame",
+            "retrieve series",
+        )
     ):
         if operation.startswith(prefix):
             return index

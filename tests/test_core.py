@@ -16,7 +16,13 @@ from dicomflow.core.identifiers import (
     validate_ae_title,
     validate_tenant,
 )
-from dicomflow.core.storage import LocalStorage, SeriesLocation, read_at_most, study_date_folder
+from dicomflow.core.storage import (
+    FileIdentity,
+    LocalStorage,
+    SeriesLocation,
+    read_at_most,
+    study_date_folder,
+)
 from dicomflow.streams.progress import (
     RECEIVING,
     STABLE,
@@ -211,6 +217,23 @@ def test_read_if_cached_never_waits_for_the_disk(tmp_path: Path) -> None:
         os.posix_fadvise(fh.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
 
     assert storage.read_if_cached("a/x.dcm", 1 << 20) is None
+
+
+def test_read_spans_if_cached_reads_only_the_file_it_was_given(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path)
+    data = os.urandom(300_000)
+    storage.write_atomic("a/x.dcm", [data])
+    with storage.open("a/x.dcm") as fh:
+        identity = FileIdentity.of(fh.fileno())
+    spans = [(100_000, 5), (0, 10), (299_990, 10)]
+
+    read = storage.read_spans_if_cached("a/x.dcm", identity, spans)
+    assert [bytes(b) for b in read or []] == [data[o : o + n] for o, n in spans]
+    assert storage.read_spans_if_cached("a/x.dcm", identity, [(299_995, 10)]) is None  # past EOF
+
+    storage.write_atomic("a/x.dcm", [os.urandom(300_000)])  # same size, replaced
+    assert storage.read_spans_if_cached("a/x.dcm", identity, spans) is None
+    assert storage.read_spans_if_cached("a/missing.dcm", identity, spans) is None
 
 
 def test_sweep_removes_only_stale_temporary_files(

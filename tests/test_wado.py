@@ -224,10 +224,13 @@ def test_undecodable_instances_are_sent_as_stored_or_refused(
 # --- frames and bulk data --------------------------------------------------------------------
 
 
-def multiframe(tmp_path: Path, uid_root: str, frames: int = 5, size: int = 32) -> Path:
-    path = tmp_path / "mf.dcm"
+def multiframe(
+    tmp_path: Path, uid_root: str, frames: int = 5, size: int = 32, first_value: int = 0
+) -> Path:
+    path = tmp_path / f"mf{first_value}.dcm"
     ds = make_ct(path, study_uid=uid_root, series_uid=f"{uid_root}.1", sop_uid=f"{uid_root}.2")
-    arr = (np.arange(frames * size * size).reshape(frames, size, size) * 7 % 4096).astype("<u2")
+    values = np.arange(frames * size * size).reshape(frames, size, size) * 7 + first_value
+    arr = (values % 4096).astype("<u2")
     ds.Rows = ds.Columns = size
     ds.NumberOfFrames = frames
     ds.PixelData = arr.tobytes()
@@ -247,6 +250,29 @@ def test_frames_of_an_uncompressed_instance(
     for frame_list, status in (("6", 404), ("0", 400), ("1,x", 400)):
         response = httpx.get(f"{instance_url(system, sent)}/frames/{frame_list}")
         assert response.status_code == status, frame_list
+
+
+def test_frames_follow_a_replaced_instance(
+    system: RunningServices, tmp_path: Path, uid_root: str
+) -> None:
+    """Frames come from the file stored now, never from the remembered layout of the file it
+    replaced (same UIDs, so the same storage key; larger frames, and more of them)."""
+    (first,) = store(system, [multiframe(tmp_path, uid_root, frames=3, size=64)])
+    dicomweb = client(system)
+    uids = (uid_root, first.SeriesInstanceUID, first.SOPInstanceUID)
+    for _ in range(3):  # the first reads the header; the others use the remembered layout
+        frames = dicomweb.retrieve_instance_frames(*uids, frame_numbers=[2, 3])
+        assert frames == [first.pixel_array[1].tobytes(), first.pixel_array[2].tobytes()]
+
+    replacement = multiframe(tmp_path, uid_root, frames=5, size=96, first_value=1)
+    (second,) = store(system, [replacement])
+    assert dicomweb.retrieve_instance_frames(*uids, frame_numbers=[2]) == [
+        second.pixel_array[1].tobytes()
+    ]
+    frames = dicomweb.retrieve_instance_frames(*uids, frame_numbers=[5, 1])
+    assert frames == [second.pixel_array[4].tobytes(), second.pixel_array[0].tobytes()]
+    response = httpx.get(f"{instance_url(system, second)}/frames/6")
+    assert response.status_code == 404
 
 
 def test_frames_of_a_compressed_instance(

@@ -10,11 +10,16 @@ from PIL import Image
 from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset
 from pydicom.encaps import generate_frames
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
 
 from dicomflow.api.bulkdata import bulk_value, parse_path
+from dicomflow.api.frame_layouts import FrameLayouts
 from dicomflow.api.negotiation import NotAcceptable
-from dicomflow.api.pixels import CannotDecode, NotFound, open_pixels
+from dicomflow.api.pixels import CannotDecode, NotFound, StoredPixels, open_pixels
 from dicomflow.api.rendering import (
     RenderOptions,
     Window,
@@ -25,6 +30,7 @@ from dicomflow.api.rendering import (
 )
 from dicomflow.api.retrieve import parse_frame_list
 from dicomflow.api.transcode import can_transcode, transcode_instance
+from dicomflow.core.storage import FileIdentity
 from tests.dicom_factory import make_ct
 
 
@@ -67,6 +73,61 @@ def test_native_frames_are_sliced_at_their_offsets(tmp_path: Path, syntax: str) 
         assert pixels.offset is not None and pixels.frames == 5
         for number in (1, 3, 5):
             assert pixels.native_frame(pixels.check_frame(number)) == arr[number - 1].tobytes()
+
+
+def open_with_identity(path: Path) -> StoredPixels:
+    fh = open(path, "rb")  # noqa: SIM115 -- closed by the caller through pixels.fh
+    return open_pixels(fh, FileIdentity.of(fh.fileno()))
+
+
+@pytest.mark.parametrize("syntax", [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+def test_a_layout_locates_the_native_frames(tmp_path: Path, syntax: str) -> None:
+    path, arr = multiframe(tmp_path, frames=5, size=300, syntax=syntax)
+    pixels = open_with_identity(path)
+    pixels.fh.close()
+    layout = pixels.layout()
+    assert layout is not None and layout.frames == 5 and layout.syntax == syntax
+    data = path.read_bytes()
+    for number in (1, 3, 5):
+        offset, size = layout.span(number)
+        assert data[offset : offset + size] == arr[number - 1].tobytes()
+    with pytest.raises(NotFound):
+        layout.span(6)
+
+
+@pytest.mark.parametrize("name", ["SC_rgb_rle_2frame.dcm", "MR_small_bigendian.dcm", "deflated"])
+def test_no_layout_unless_native_little_endian_in_the_file(tmp_path: Path, name: str) -> None:
+    if name == "deflated":  # the values lie in the inflated stream, not in the file
+        path, _ = multiframe(tmp_path, syntax=DeflatedExplicitVRLittleEndian)
+    else:
+        path = shipped(name)
+    pixels = open_with_identity(path)
+    pixels.fh.close()
+    assert pixels.layout() is None
+
+
+def test_no_layout_for_frames_of_bits(tmp_path: Path) -> None:
+    path, _ = multiframe(tmp_path, frames=3, size=5, bits=1)
+    pixels = open_with_identity(path)
+    pixels.fh.close()
+    assert pixels.layout() is None
+    with open(path, "rb") as fh:
+        assert open_pixels(fh).layout() is None  # no identity: no layout either
+
+
+def test_frame_layouts_keep_the_most_recently_used(tmp_path: Path) -> None:
+    path, _ = multiframe(tmp_path, frames=2, size=300)
+    pixels = open_with_identity(path)
+    pixels.fh.close()
+    layout = pixels.layout()
+    assert layout is not None
+    layouts = FrameLayouts(max_entries=2)
+    layouts.put("a", layout)
+    layouts.put("b", layout)
+    assert layouts.get("a") is layout  # now the most recent
+    layouts.put("c", layout)
+    assert layouts.get("b") is None and layouts.get("a") is layout and layouts.get("c") is layout
+    assert len(layouts) == 2
 
 
 def test_one_bit_frames_not_on_byte_boundaries(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from prometheus_client import make_asgi_app
 
 from dicomflow.api.access_log import AccessLogMiddleware, AccessLogPublisher
 from dicomflow.api.compression import GZIP_LEVEL, MIN_GZIP_SIZE, GzipCache
+from dicomflow.api.frame_layouts import FrameLayouts
 from dicomflow.api.routes import health, qido, rendered, stow, viewer, wado
 from dicomflow.api.single_flight import SingleFlight
 from dicomflow.api.state import ApiState
@@ -67,6 +68,7 @@ def create_app(settings: Settings) -> FastAPI:
             instances=InstanceStore(settings, storage, publisher),
             metadata_gzip=GzipCache(settings.metadata_gzip_cache_bytes),
             draft_builds=SingleFlight(),
+            frame_layouts=FrameLayouts(settings.frame_layout_cache_entries),
         )
         app.state.api = state
         access_log.start()

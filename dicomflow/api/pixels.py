@@ -12,13 +12,20 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.encaps import get_frame
 from pydicom.pixels import pack_bits, pixel_array
-from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
+from pydicom.uid import (
+    UID,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
 
 from dicomflow.core.series_metadata import DEFER_SIZE
+from dicomflow.core.storage import FileIdentity
 
 PIXEL_DATA = 0x7FE00010
 _UNDEFINED_LENGTH = 0xFFFFFFFF
 DECODE_ERRORS = (RuntimeError, ValueError, NotImplementedError, AttributeError, KeyError)
+_LITTLE_ENDIAN_NATIVE = frozenset({ImplicitVRLittleEndian, ExplicitVRLittleEndian})
 
 
 class NotFound(Exception):
@@ -27,6 +34,29 @@ class NotFound(Exception):
 
 class CannotDecode(Exception):
     """The stored pixel data cannot be decoded here (HTTP 406)."""
+
+
+def frame_index(number: int, frames: int) -> int:
+    """The 0-based index of 1-based frame `number` among `frames`, or NotFound."""
+    if not 1 <= number <= frames:
+        raise NotFound(f"frame {number} does not exist: the instance has {frames}")
+    return number - 1
+
+
+@dataclass(frozen=True)
+class FrameLayout:
+    """Where the frames of native little endian pixel data lie in one stored file (each frame
+    whole bytes): enough to serve a frame without parsing the file's header again."""
+
+    syntax: UID
+    file: FileIdentity
+    offset: int  # of frame 1 in the file
+    frame_size: int
+    frames: int
+
+    def span(self, number: int) -> tuple[int, int]:
+        """`(offset, size)` in the file of 1-based frame `number`, or NotFound."""
+        return self.offset + frame_index(number, self.frames) * self.frame_size, self.frame_size
 
 
 @dataclass
@@ -38,6 +68,7 @@ class StoredPixels:
     syntax: UID
     offset: int | None  # of the Pixel Data value in `fh`; None when `ds` holds the value
     length: int
+    file: FileIdentity | None = None  # of the stored file `fh` reads
 
     @property
     def encapsulated(self) -> bool:
@@ -56,9 +87,20 @@ class StoredPixels:
 
     def check_frame(self, number: int) -> int:
         """The 0-based index of 1-based frame `number`, or NotFound."""
-        if not 1 <= number <= self.frames:
-            raise NotFound(f"frame {number} does not exist: the instance has {self.frames}")
-        return number - 1
+        return frame_index(number, self.frames)
+
+    def layout(self) -> FrameLayout | None:
+        """Where its frames lie in the stored file; None unless the pixel data is native little
+        endian, whole bytes a frame, and all in the file."""
+        if self.file is None or self.offset is None or self.syntax not in _LITTLE_ENDIAN_NATIVE:
+            return None
+        try:
+            bits, frames = self.frame_bits, self.frames
+        except (AttributeError, TypeError, ValueError):
+            return None
+        if bits <= 0 or bits % 8 or self.length < frames * bits // 8:
+            return None
+        return FrameLayout(self.syntax, self.file, self.offset, bits // 8, frames)
 
     def read(self, offset: int, size: int) -> bytes:
         """`size` bytes of the Pixel Data value from `offset`."""
@@ -118,16 +160,17 @@ class StoredPixels:
         return arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
 
 
-def open_pixels(fh: BinaryIO) -> StoredPixels:
-    """Read the header of the Part 10 file `fh`; NotFound when it has no Pixel Data."""
+def open_pixels(fh: BinaryIO, file: FileIdentity | None = None) -> StoredPixels:
+    """Read the header of the Part 10 file `fh` (the stored file `file`, when given); NotFound
+    when it has no Pixel Data."""
     ds = read_header(fh)
     raw = ds.get_item(PIXEL_DATA, keep_deferred=True)
     if raw is None:
         raise NotFound("the instance has no pixel data")
     syntax = ds.file_meta.TransferSyntaxUID
     if isinstance(raw, RawDataElement) and raw.value is None:
-        return StoredPixels(fh, ds, syntax, raw.value_tell, raw.length)
-    return StoredPixels(fh, ds, syntax, None, len(ds.PixelData))
+        return StoredPixels(fh, ds, syntax, raw.value_tell, raw.length, file)
+    return StoredPixels(fh, ds, syntax, None, len(ds.PixelData), file)
 
 
 def read_header(fh: BinaryIO) -> Dataset:

@@ -17,7 +17,7 @@ from dicomflow.api.multipart import Part, multipart_stream, new_boundary
 from dicomflow.api.negotiation import Choice, NotAcceptable, choose_instance_media
 from dicomflow.api.pixels import CannotDecode, StoredPixels, open_pixels, read_header
 from dicomflow.api.transcode import as_stored_only, can_transcode, transcode_instance
-from dicomflow.core.storage import LocalStorage, read_at_most
+from dicomflow.core.storage import FileIdentity, LocalStorage, read_at_most
 
 CHUNK_SIZE = 1 << 20
 WHOLE_BODY_SIZE = 4 << 20
@@ -146,6 +146,23 @@ async def frame_parts(
         yield Part(choice.part_content_type(), frame)
 
 
+def cached_frame_parts(
+    storage: LocalStorage,
+    key: str,
+    file: FileIdentity,
+    spans: list[tuple[int, int]],
+    choice: Choice,
+) -> list[Part] | None:
+    """Frames at `spans` of the stored file `file`, read in the event loop: None when the file
+    was replaced since, the frames are not all in the page cache, or they are too large."""
+    if sum(size for _, size in spans) > WHOLE_BODY_SIZE:
+        return None
+    frames = storage.read_spans_if_cached(key, file, spans)
+    if frames is None:
+        return None
+    return [Part(choice.part_content_type(), frame) for frame in frames]
+
+
 async def pixel_data_parts(pixels: StoredPixels, choice: Choice) -> AsyncIterator[Part]:
     """The Pixel Data bulk data: one part per frame when encapsulated, else one part of all."""
     if pixels.encapsulated and not choice.transcode:
@@ -221,7 +238,7 @@ def open_stored_pixels(storage: LocalStorage, key: str) -> StoredPixels:
     """Open a stored instance for its pixel data (blocking); the caller closes `pixels.fh`."""
     fh = storage.open(key)
     try:
-        return open_pixels(fh)
+        return open_pixels(fh, FileIdentity.of(fh.fileno()))
     except BaseException:
         fh.close()
         raise
@@ -241,5 +258,6 @@ def parse_frame_list(text: str) -> list[int]:
     return [int(n) for n in numbers]
 
 
-async def single_part(part: Part) -> AsyncIterator[Part]:
-    yield part
+async def parts_in_memory(*parts: Part) -> AsyncIterator[Part]:
+    for part in parts:
+        yield part

@@ -12,6 +12,7 @@ from aiokafka import AIOKafkaClient
 from aiokafka.errors import KafkaError
 
 from dicomflow.api.compression import GzipCache
+from dicomflow.api.frame_layouts import FrameLayouts
 from dicomflow.api.single_flight import SingleFlight
 from dicomflow.core.settings import Settings
 from dicomflow.core.storage import LocalStorage
@@ -31,6 +32,7 @@ class ApiState:
     instances: InstanceStore  # STOW-RS: the SCP's write-and-publish path, on the API's outbox
     metadata_gzip: GzipCache
     draft_builds: SingleFlight
+    frame_layouts: FrameLayouts
     _background: set[asyncio.Task[None]] = field(default_factory=set)
 
     def in_background(self, work: Coroutine[Any, Any, None]) -> None:

@@ -66,6 +66,11 @@ class Settings(BaseSettings):
     metadata_gzip_cache_bytes: int = Field(
         128 * 2**20, description="Memory each API process keeps for gzipped metadata bodies."
     )
+    frame_layout_cache_entries: int = Field(
+        50_000,
+        description="Stored files whose frame positions each API process remembers (~0.4 kB"
+        " each): a frame request then needs no header parse; 0: none.",
+    )
     viewer_dir: Path = Field(
         Path("viewer/dist"), description="The OHIF viewer served at /viewer/ (make setup)."
     )

@@ -151,18 +151,31 @@ class LocalStorage:
         fd = os.open(self._file_name(key), os.O_RDONLY)
         try:
             size = os.fstat(fd).st_size
-            if size > limit:
+            return _pread_if_cached(fd, 0, size) if size <= limit else None
+        finally:
+            os.close(fd)
+
+    def read_spans_if_cached(
+        self, key: str, identity: "FileIdentity", spans: Iterable[tuple[int, int]]
+    ) -> list[memoryview] | None:
+        """The `(offset, size)` spans of the file, if it is still the file `identity` was taken
+        from and they are all in the page cache; else None. Never waits for the disk."""
+        if _RWF_NOWAIT is None:
+            return None
+        try:
+            fd = os.open(self._file_name(key), os.O_RDONLY)
+        except FileNotFoundError:
+            return None
+        try:
+            if FileIdentity.of(fd) != identity:
                 return None
-            buffer = bytearray(size)
-            try:
-                read = os.preadv(fd, [buffer], 0, _RWF_NOWAIT)
-            except BlockingIOError:
-                return None  # not all in the page cache
-            except OSError as exc:
-                if exc.errno == errno.EOPNOTSUPP:  # a file system without non-blocking reads
+            read = []
+            for offset, size in spans:
+                data = _pread_if_cached(fd, offset, size)
+                if data is None:
                     return None
-                raise
-            return memoryview(buffer) if read == size else None
+                read.append(data)
+            return read
         finally:
             os.close(fd)
 
@@ -209,6 +222,34 @@ class LocalStorage:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+@dataclass(frozen=True)
+class FileIdentity:
+    """Which file a path named when it was opened: an atomic replacement is a new inode."""
+
+    inode: int
+    size: int
+    mtime_ns: int
+
+    @classmethod
+    def of(cls, fd: int) -> "FileIdentity":
+        status = os.fstat(fd)
+        return cls(status.st_ino, status.st_size, status.st_mtime_ns)
+
+
+def _pread_if_cached(fd: int, offset: int, size: int) -> memoryview | None:
+    """`size` bytes from `offset` when all are in the page cache, else None (RWF_NOWAIT)."""
+    buffer = bytearray(size)
+    try:
+        read = os.preadv(fd, [buffer], offset, _RWF_NOWAIT)
+    except BlockingIOError:
+        return None
+    except OSError as exc:
+        if exc.errno == errno.EOPNOTSUPP:  # a file system without non-blocking reads
+            return None
+        raise
+    return memoryview(buffer) if read == size else None
 
 
 def read_at_most(fh: BinaryIO, size: int) -> bytes:

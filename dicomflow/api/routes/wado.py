@@ -16,19 +16,20 @@ from dicomflow.api.bulkdata import bulk_value, parse_path
 from dicomflow.api.deps import Instance, Series, Study
 from dicomflow.api.metadata import metadata_response, series_metadata, study_series
 from dicomflow.api.multipart import Part
-from dicomflow.api.negotiation import Choice, choose_frame_media
-from dicomflow.api.pixels import PIXEL_DATA, StoredPixels
+from dicomflow.api.negotiation import Choice, NotAcceptable, choose_frame_media
+from dicomflow.api.pixels import PIXEL_DATA, NotFound, StoredPixels
 from dicomflow.api.retrieve import (
     StoredInstance,
+    cached_frame_parts,
     choose_for_instances,
     frame_parts,
     instance_parts,
     multipart_response,
     open_stored_pixels,
     parse_frame_list,
+    parts_in_memory,
     pixel_data_parts,
     read_stored_header,
-    single_part,
 )
 from dicomflow.api.routes.wado_common import Accept, http_errors, instance_key, parse_or_400
 from dicomflow.api.state import ApiState
@@ -105,6 +106,9 @@ async def retrieve_instance(ref: Instance, accept: Accept = None) -> Response:
 async def retrieve_frames(ref: Instance, frames: str, accept: Accept = None) -> Response:
     numbers = parse_or_400(parse_frame_list, frames)
     key = await instance_key(ref)
+    cached = await _cached_frames_response(ref.state, key, numbers, accept)
+    if cached is not None:
+        return cached
 
     def parts(pixels: StoredPixels, choice: Choice) -> AsyncIterator[Part]:
         return frame_parts(pixels, [pixels.check_frame(n) for n in numbers], choice)
@@ -123,8 +127,29 @@ async def retrieve_bulkdata(ref: Instance, path: str, accept: Accept = None) -> 
         value = bulk_value(ds, steps, tag)
         choice = choose_frame_media(accept, ExplicitVRLittleEndian, as_stored_only)
         return await multipart_response(
-            single_part(Part(choice.part_content_type(), value)), choice
+            parts_in_memory(Part(choice.part_content_type(), value)), choice
         )
+
+
+async def _cached_frames_response(
+    state: ApiState, key: str, numbers: list[int], accept: str | None
+) -> Response | None:
+    """Frames as stored, read in the event loop when the file's frame layout is remembered and
+    they are in the page cache (no header parse, no thread hop); else None."""
+    layout = state.frame_layouts.get(key)
+    if layout is None:
+        return None
+    try:
+        choice = choose_frame_media(accept, layout.syntax, can_transcode)
+        spans = [layout.span(number) for number in numbers]
+    except (NotAcceptable, NotFound):
+        return None  # answered from the file as it is now: it may have been replaced
+    if choice.transcode:
+        return None
+    parts = cached_frame_parts(state.storage, key, layout.file, spans, choice)
+    if parts is None:
+        return None
+    return await multipart_response(parts_in_memory(*parts), choice)
 
 
 async def _instances_response(
@@ -143,6 +168,8 @@ async def _pixels_response(
     """Negotiate frames or pixel data bulk data against the stored syntax, then stream them."""
     with http_errors():
         pixels = await asyncio.to_thread(open_stored_pixels, state.storage, key)
+        if (layout := pixels.layout()) is not None:
+            state.frame_layouts.put(key, layout)
         try:
             choice = choose_frame_media(accept, pixels.syntax, can_transcode)
             return await multipart_response(parts_of(pixels, choice), choice)
