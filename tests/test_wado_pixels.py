@@ -1,6 +1,7 @@
 """Unit tests of WADO-RS pixel handling: frames, transcoding, bulk data paths and rendering."""
 
 import io
+import os
 from pathlib import Path
 
 import numpy as np
@@ -128,6 +129,18 @@ def test_frame_layouts_keep_the_most_recently_used(tmp_path: Path) -> None:
     layouts.put("c", layout)
     assert layouts.get("b") is None and layouts.get("a") is layout and layouts.get("c") is layout
     assert len(layouts) == 2
+
+
+def test_native_frames_in_the_page_cache_are_read_without_waiting(tmp_path: Path) -> None:
+    path, arr = multiframe(tmp_path, frames=3, size=300)
+    pixels = open_with_identity(path)
+    with pixels.fh:
+        for index in range(3):
+            assert bytes(pixels.native_frame_if_cached(index) or b"") == arr[index].tobytes()
+        os.fsync(pixels.fh.fileno())  # clean pages can be dropped
+        os.posix_fadvise(pixels.fh.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+        assert pixels.native_frame_if_cached(1) is None
+        assert pixels.native_frame(1) == arr[1].tobytes()
 
 
 def test_one_bit_frames_not_on_byte_boundaries(tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ from pydicom.uid import (
 )
 
 from dicomflow.core.series_metadata import DEFER_SIZE
-from dicomflow.core.storage import FileIdentity
+from dicomflow.core.storage import FileIdentity, pread_if_cached
 
 PIXEL_DATA = 0x7FE00010
 _UNDEFINED_LENGTH = 0xFFFFFFFF
@@ -123,6 +123,15 @@ class StoredPixels:
         covering = self.read(start // 8, (end + 7) // 8 - start // 8)
         unpacked = np.unpackbits(np.frombuffer(covering, np.uint8), bitorder="little")
         return np.packbits(unpacked[start % 8 : start % 8 + bits], bitorder="little").tobytes()
+
+    def native_frame_if_cached(self, index: int) -> memoryview | None:
+        """Frame `index` of native pixel data in the file, if the page cache holds all of it
+        (the read never waits for the disk: an event loop may call this); else None."""
+        bits = self.frame_bits
+        if self.offset is None or bits % 8:
+            return None
+        size = bits // 8
+        return pread_if_cached(self.fh.fileno(), self.offset + index * size, size)
 
     def stored_frame(self, index: int) -> bytes:
         """Frame `index` of encapsulated pixel data: its compressed bitstream, as stored."""

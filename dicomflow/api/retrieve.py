@@ -131,18 +131,19 @@ def _as_stored(accept: str | None, stored: str, reason: str) -> Choice:
         raise NotAcceptable(reason) from None
 
 
-def frame_reader(pixels: StoredPixels, choice: Choice) -> Callable[[int], bytes]:
-    """How to get frame `index` in the chosen syntax: decoded, stored bitstream or native slice."""
-    if choice.transcode:
-        return pixels.decoded_frame
-    return pixels.stored_frame if pixels.encapsulated else pixels.native_frame
-
-
 async def frame_parts(
     pixels: StoredPixels, indexes: Iterable[int], choice: Choice
 ) -> AsyncIterator[Part]:
-    """One part per frame index, read (or decoded) in a worker thread; closes the file."""
-    async for frame in _read_frames(pixels, frame_reader(pixels, choice), indexes):
+    """One part per frame index; closes the file. A native frame the page cache holds is read
+    at once; any other is read (or decoded) in a worker thread."""
+    read_now: Callable[[int], memoryview | None] | None = None
+    if choice.transcode:
+        read: Callable[[int], bytes] = pixels.decoded_frame
+    elif pixels.encapsulated:
+        read = pixels.stored_frame
+    else:
+        read, read_now = pixels.native_frame, pixels.native_frame_if_cached
+    async for frame in _read_frames(pixels, read, indexes, read_now):
         yield Part(choice.part_content_type(), frame)
 
 
@@ -180,11 +181,17 @@ async def pixel_data_parts(pixels: StoredPixels, choice: Choice) -> AsyncIterato
 
 
 async def _read_frames(
-    pixels: StoredPixels, read: Callable[[int], bytes], indexes: Iterable[int]
-) -> AsyncIterator[bytes]:
+    pixels: StoredPixels,
+    read: Callable[[int], bytes],
+    indexes: Iterable[int],
+    read_now: Callable[[int], memoryview | None] | None = None,
+) -> AsyncIterator[bytes | memoryview]:
+    """Each frame from `read_now` (in the event loop) when it gives one, else from `read` in a
+    worker thread; closes the file."""
     try:
         for index in indexes:
-            yield await asyncio.to_thread(read, index)
+            frame = None if read_now is None else read_now(index)
+            yield frame if frame is not None else await asyncio.to_thread(read, index)
     finally:
         pixels.fh.close()
 

@@ -151,7 +151,7 @@ class LocalStorage:
         fd = os.open(self._file_name(key), os.O_RDONLY)
         try:
             size = os.fstat(fd).st_size
-            return _pread_if_cached(fd, 0, size) if size <= limit else None
+            return pread_if_cached(fd, 0, size) if size <= limit else None
         finally:
             os.close(fd)
 
@@ -171,7 +171,7 @@ class LocalStorage:
                 return None
             read = []
             for offset, size in spans:
-                data = _pread_if_cached(fd, offset, size)
+                data = pread_if_cached(fd, offset, size)
                 if data is None:
                     return None
                 read.append(data)
@@ -238,8 +238,11 @@ class FileIdentity:
         return cls(status.st_ino, status.st_size, status.st_mtime_ns)
 
 
-def _pread_if_cached(fd: int, offset: int, size: int) -> memoryview | None:
-    """`size` bytes from `offset` when all are in the page cache, else None (RWF_NOWAIT)."""
+def pread_if_cached(fd: int, offset: int, size: int) -> memoryview | None:
+    """`size` bytes of open file `fd` from `offset` when all are in the page cache, else None:
+    never waits for the disk (RWF_NOWAIT), so an event loop may call it."""
+    if _RWF_NOWAIT is None:
+        return None
     buffer = bytearray(size)
     try:
         read = os.preadv(fd, [buffer], offset, _RWF_NOWAIT)
