@@ -24,6 +24,7 @@ from pydicom.uid import ExplicitVRLittleEndian
 
 from dicomflow.api import metadata
 from dicomflow.api.metadata import draft_series_metadata
+from dicomflow.api.multipart import MultipartReader, PartStart, parse_content_type
 from dicomflow.api.single_flight import SingleFlight
 from dicomflow.core.cache import series_draft_key
 from dicomflow.core.db import create_pool
@@ -203,6 +204,36 @@ def test_compressed_instances_are_transcoded_by_default_and_kept_with_star(
     assert as_stored.file_meta.TransferSyntaxUID == expected  # Implicit VR is not for the web
     assert as_stored == pydicom.dcmread(stored_path(system, sent))  # dcmtk drops padding
     assert as_stored.PixelData == sent.PixelData
+
+
+def test_a_resent_instance_is_retrieved_as_it_is_stored_now(
+    system: RunningServices, tmp_path: Path, uid_root: str
+) -> None:
+    """Re-sent in another transfer syntax: once indexed, the instance's part names that syntax,
+    not the one of the row the API kept in memory before (PostgreSQL notifies the change)."""
+    (sent,) = store(system, [shipped("SC_rgb_rle_2frame.dcm", tmp_path, uid_root)])
+    url = instance_url(system, sent)
+    accept = {"Accept": 'multipart/related; type="application/dicom"; transfer-syntax=*'}
+
+    def part_syntax() -> str:
+        response = httpx.get(url, headers=accept)
+        assert response.status_code == 200
+        boundary = parse_content_type(response.headers["content-type"])[1]["boundary"]
+        events = MultipartReader(boundary).feed(response.content)
+        (start,) = (event for event in events if isinstance(event, PartStart))
+        return parse_content_type(start.headers["content-type"])[1]["transfer-syntax"]
+
+    assert [part_syntax(), part_syntax()] == [RLE, RLE]
+
+    sent.decompress(generate_instance_uid=False)
+    decompressed = tmp_path / "decompressed.dcm"
+    sent.save_as(decompressed, enforce_file_format=True)
+    store(system, [decompressed])
+    wait_for(lambda: part_syntax() == ExplicitVRLittleEndian, 30, 0.1, "the syntax re-sent")
+    as_stored = client(system).retrieve_instance(
+        uid_root, sent.SeriesInstanceUID, sent.SOPInstanceUID
+    )
+    assert np.array_equal(as_stored.pixel_array, sent.pixel_array)
 
 
 def test_undecodable_instances_are_sent_as_stored_or_refused(

@@ -11,7 +11,7 @@ from dicomflow.api.pixels import FrameLayout
 
 
 class FrameLayouts:
-    """The least recently used layouts by storage key, at most `max_entries` (~0.4 kB each)."""
+    """The least recently used layouts by storage key, at most `max_entries` (~1.2 kB each)."""
 
     def __init__(self, max_entries: int) -> None:
         self.max_entries = max_entries

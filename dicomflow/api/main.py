@@ -17,6 +17,7 @@ from prometheus_client import make_asgi_app
 from dicomflow.api.access_log import AccessLogMiddleware, AccessLogPublisher
 from dicomflow.api.compression import GZIP_LEVEL, MIN_GZIP_SIZE, GzipCache
 from dicomflow.api.frame_layouts import FrameLayouts
+from dicomflow.api.instance_rows import InstanceRows
 from dicomflow.api.routes import health, qido, rendered, stow, viewer, wado
 from dicomflow.api.single_flight import SingleFlight
 from dicomflow.api.state import ApiState
@@ -58,9 +59,12 @@ def create_app(settings: Settings) -> FastAPI:
         publisher = EventPublisher(settings, settings.api_outbox_file)
         await asyncio.to_thread(publisher.start)
         storage = LocalStorage(settings.storage_dir)
+        pool = await create_pool(settings)
+        instance_rows = InstanceRows(pool, settings.postgres_url, settings.instance_cache_entries)
+        await instance_rows.start()
         state = ApiState(
             settings=settings,
-            pool=await create_pool(settings),
+            pool=pool,
             redis=aioredis.from_url(settings.redis_location, socket_timeout=2),
             kafka=kafka,
             storage=storage,
@@ -69,6 +73,7 @@ def create_app(settings: Settings) -> FastAPI:
             metadata_gzip=GzipCache(settings.metadata_gzip_cache_bytes),
             draft_builds=SingleFlight(),
             frame_layouts=FrameLayouts(settings.frame_layout_cache_entries),
+            instance_rows=instance_rows,
         )
         app.state.api = state
         access_log.start()

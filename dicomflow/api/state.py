@@ -13,6 +13,7 @@ from aiokafka.errors import KafkaError
 
 from dicomflow.api.compression import GzipCache
 from dicomflow.api.frame_layouts import FrameLayouts
+from dicomflow.api.instance_rows import InstanceRows
 from dicomflow.api.single_flight import SingleFlight
 from dicomflow.core.settings import Settings
 from dicomflow.core.storage import LocalStorage
@@ -33,6 +34,7 @@ class ApiState:
     metadata_gzip: GzipCache
     draft_builds: SingleFlight
     frame_layouts: FrameLayouts
+    instance_rows: InstanceRows
     _background: set[asyncio.Task[None]] = field(default_factory=set)
 
     def in_background(self, work: Coroutine[Any, Any, None]) -> None:
@@ -51,6 +53,7 @@ class ApiState:
 
     async def close(self) -> None:
         await asyncio.gather(*self._background, return_exceptions=True)
+        await self.instance_rows.close()
         await self.kafka.close()
         await self.redis.aclose()
         await self.pool.close()

@@ -66,9 +66,14 @@ class Settings(BaseSettings):
     metadata_gzip_cache_bytes: int = Field(
         128 * 2**20, description="Memory each API process keeps for gzipped metadata bodies."
     )
+    instance_cache_entries: int = Field(
+        50_000,
+        description="Instance rows each API process keeps while PostgreSQL notifies their"
+        " changes (~1.1 kB each); 0: none.",
+    )
     frame_layout_cache_entries: int = Field(
         50_000,
-        description="Stored files whose frame positions each API process remembers (~0.4 kB"
+        description="Stored files whose frame positions each API process remembers (~1.2 kB"
         " each): a frame request then needs no header parse; 0: none.",
     )
     viewer_dir: Path = Field(

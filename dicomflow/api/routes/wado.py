@@ -31,7 +31,13 @@ from dicomflow.api.retrieve import (
     pixel_data_parts,
     read_stored_header,
 )
-from dicomflow.api.routes.wado_common import Accept, http_errors, instance_key, parse_or_400
+from dicomflow.api.routes.wado_common import (
+    Accept,
+    http_errors,
+    instance_key,
+    instance_row,
+    parse_or_400,
+)
 from dicomflow.api.state import ApiState
 from dicomflow.api.transcode import as_stored_only, can_transcode
 from dicomflow.core.cache import series_metadata_key, study_series_key
@@ -96,10 +102,7 @@ async def retrieve_series(ref: Series, accept: Accept = None) -> Response:
 
 @router.get(INSTANCE)
 async def retrieve_instance(ref: Instance, accept: Accept = None) -> Response:
-    row = await queries.instance(ref.state.pool, ref.tenant, ref.study, ref.series, ref.instance)
-    if row is None:
-        raise HTTPException(404, f"instance {ref.instance} not found")
-    return await _instances_response(ref.state, [row], accept)
+    return await _instances_response(ref.state, [await instance_row(ref)], accept)
 
 
 @router.get(INSTANCE + "/frames/{frames}")

@@ -4,9 +4,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Annotated, TypeVar
 
+import asyncpg
 from fastapi import Header, HTTPException
 
-from dicomflow.api import queries
 from dicomflow.api.deps import InstanceRef
 from dicomflow.api.negotiation import NotAcceptable
 from dicomflow.api.pixels import CannotDecode, NotFound
@@ -15,12 +15,17 @@ T = TypeVar("T")
 Accept = Annotated[str | None, Header()]
 
 
-async def instance_key(ref: InstanceRef) -> str:
-    """The storage key of a tenant's instance, or 404."""
-    row = await queries.instance(ref.state.pool, ref.tenant, ref.study, ref.series, ref.instance)
+async def instance_row(ref: InstanceRef) -> asyncpg.Record:
+    """A tenant's instance (`queries.instance`), or 404."""
+    row = await ref.state.instance_rows.get(ref.tenant, ref.study, ref.series, ref.instance)
     if row is None:
         raise HTTPException(404, f"instance {ref.instance} not found")
-    return row["file_path"]
+    return row
+
+
+async def instance_key(ref: InstanceRef) -> str:
+    """The storage key of a tenant's instance, or 404."""
+    return (await instance_row(ref))["file_path"]
 
 
 @contextmanager
