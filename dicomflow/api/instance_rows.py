@@ -106,12 +106,13 @@ class InstanceRows:
         self._listener = listener
 
     def _on_change(self, _: object, __: int, ___: str, payload: str) -> None:
-        if not payload:
+        """`tenant|study|series|sop` changed; anything else (TRUNCATE's ''): every row may have."""
+        key = tuple(payload.split("|"))
+        if len(key) != 4:
             self._forget_all()
             return
         self._changes += 1
-        tenant, study, series, sop = payload.split("|")
-        self._rows.pop((tenant, study, series, sop), None)
+        self._rows.pop(key, None)
 
     def _on_terminated(self, listener: asyncpg.Connection) -> None:
         """A listening connection lost: forget every row (changes may have gone unnoticed)."""
