@@ -452,7 +452,7 @@ async def test_a_limit_chosen_by_the_server_is_announced_by_a_warning() -> None:
 
     app = FastAPI()
     app.state.api = SimpleNamespace(
-        settings=Settings(qido_default_limit=2, qido_max_limit=2), pool=Pool()
+        settings=Settings(qido_default_limit=2, qido_max_limit=2), search_pool=Pool()
     )
     app.include_router(qido.router, prefix="/dicom-web")
     transport = httpx.ASGITransport(app=app)

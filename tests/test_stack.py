@@ -8,6 +8,7 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from dicomflow.core.db import create_pool
 from dicomflow.core.settings import Settings
 from dicomflow.core.topics import TOPICS
 from dicomflow.stack.manager import status
@@ -76,6 +77,19 @@ async def test_every_migration_is_applied_once(stack: Settings) -> None:
     finally:
         await connection.close()
     assert applied == sorted(p.name for p in MIGRATIONS_DIR.glob("[0-9][0-9][0-9]_*.sql"))
+
+
+async def test_lookup_pools_plan_each_statement_once(stack: Settings) -> None:
+    """The API's lookups by key reuse one plan per statement; its searches are planned for
+    their values (a generic plan can miss an index a pattern or range allows)."""
+    lookups = await create_pool(stack, generic_plans=True)
+    searches = await create_pool(stack)
+    try:
+        assert await lookups.fetchval("SHOW plan_cache_mode") == "force_generic_plan"
+        assert await searches.fetchval("SHOW plan_cache_mode") == "auto"
+    finally:
+        await lookups.close()
+        await searches.close()
 
 
 async def test_client_and_broker_speak_the_same_protocol(stack: Settings) -> None:

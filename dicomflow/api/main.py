@@ -59,12 +59,13 @@ def create_app(settings: Settings) -> FastAPI:
         publisher = EventPublisher(settings, settings.api_outbox_file)
         await asyncio.to_thread(publisher.start)
         storage = LocalStorage(settings.storage_dir)
-        pool = await create_pool(settings)
+        pool = await create_pool(settings, generic_plans=True)
         instance_rows = InstanceRows(pool, settings.postgres_url, settings.instance_cache_entries)
         await instance_rows.start()
         state = ApiState(
             settings=settings,
             pool=pool,
+            search_pool=await create_pool(settings, max_size=5),
             redis=aioredis.from_url(settings.redis_location, socket_timeout=2),
             kafka=kafka,
             storage=storage,

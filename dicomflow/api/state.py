@@ -25,7 +25,8 @@ log = logging.getLogger(__name__)
 @dataclass
 class ApiState:
     settings: Settings
-    pool: asyncpg.Pool
+    pool: asyncpg.Pool  # lookups by key, each statement planned once (`generic_plans`)
+    search_pool: asyncpg.Pool  # QIDO-RS searches, planned for their values
     redis: aioredis.Redis
     kafka: AIOKafkaClient
     storage: LocalStorage
@@ -56,4 +57,5 @@ class ApiState:
         await self.instance_rows.close()
         await self.kafka.close()
         await self.redis.aclose()
+        await self.search_pool.close()
         await self.pool.close()

@@ -86,7 +86,7 @@ async def _search(
     except QueryError as exc:
         raise HTTPException(400, str(exc)) from exc
     sql, args = build_select(query, tenant)
-    rows = await state.pool.fetch(sql, *args)
+    rows = await state.search_pool.fetch(sql, *args)
     base = public_origin(request) + (
         tenant_base(tenant) if "tenant" in request.path_params else DICOMWEB_PREFIX
     )
