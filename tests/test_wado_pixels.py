@@ -9,8 +9,10 @@ import pydicom
 import pytest
 from PIL import Image
 from pydicom.data import get_testdata_file
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.encaps import generate_frames
+from pydicom.errors import InvalidDicomError
 from pydicom.uid import (
     DeflatedExplicitVRLittleEndian,
     ExplicitVRLittleEndian,
@@ -19,8 +21,16 @@ from pydicom.uid import (
 
 from dicomflow.api.bulkdata import bulk_value, parse_path
 from dicomflow.api.frame_layouts import FrameLayouts
+from dicomflow.api.frame_locator import HEAD_SIZE, locate_frames
 from dicomflow.api.negotiation import NotAcceptable
-from dicomflow.api.pixels import CannotDecode, NotFound, StoredPixels, open_pixels
+from dicomflow.api.pixels import (
+    PIXEL_DATA,
+    CannotDecode,
+    FrameLayout,
+    NotFound,
+    StoredPixels,
+    open_pixels,
+)
 from dicomflow.api.rendering import (
     RenderOptions,
     Window,
@@ -141,6 +151,50 @@ def test_native_frames_in_the_page_cache_are_read_without_waiting(tmp_path: Path
         os.posix_fadvise(pixels.fh.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
         assert pixels.native_frame_if_cached(1) is None
         assert pixels.native_frame(1) == arr[1].tobytes()
+
+
+def pydicom_layout(path: Path) -> FrameLayout | None:
+    """The layout as pydicom reads the file, every value left in it (so its offset is known)."""
+    with open(path, "rb") as fh:
+        identity = FileIdentity.of(fh.fileno())
+    try:
+        ds = pydicom.dcmread(path, defer_size=1)
+    except InvalidDicomError:  # no Part 10 header: never stored as such
+        return None
+    raw = ds.get_item(PIXEL_DATA, keep_deferred=True)
+    syntax = ds.file_meta.get("TransferSyntaxUID")
+    if not isinstance(raw, RawDataElement) or raw.value_tell is None or syntax is None:
+        return None
+    pixels = StoredPixels(io.BytesIO(), ds, syntax, raw.value_tell, raw.length, identity)
+    return pixels.layout()
+
+
+def located(path: Path, head_size: int = HEAD_SIZE) -> FrameLayout | None:
+    with open(path, "rb") as fh:
+        return locate_frames(fh.read(head_size), FileIdentity.of(fh.fileno()))
+
+
+@pytest.mark.filterwarnings("ignore")  # pydicom's complaints about some of its test files
+def test_frames_are_located_as_pydicom_reads_them(tmp_path: Path) -> None:
+    """Every file pydicom ships: the layout from the first bytes is pydicom's whenever its
+    Pixel Data starts within them, else none (then pydicom reads the file)."""
+    found = 0
+    for path in sorted(shipped("CT_small.dcm").parent.glob("*.dcm")):
+        expected = pydicom_layout(path)
+        within = expected is not None and expected.offset < HEAD_SIZE
+        assert located(path) == (expected if within else None), path.name
+        found += within
+    assert found >= 10
+    for syntax in (ExplicitVRLittleEndian, ImplicitVRLittleEndian):
+        path, _ = multiframe(tmp_path, frames=3, size=300, syntax=syntax)
+        layout = located(path)
+        assert layout is not None and layout == pydicom_layout(path) and layout.frames == 3
+
+
+def test_frames_are_not_located_beyond_the_bytes_given() -> None:
+    path = shipped("CT_small.dcm")
+    assert located(path) is not None
+    assert located(path, 1000) is None  # the header is longer
 
 
 def test_one_bit_frames_not_on_byte_boundaries(tmp_path: Path) -> None:

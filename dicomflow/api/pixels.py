@@ -43,6 +43,15 @@ def frame_index(number: int, frames: int) -> int:
     return number - 1
 
 
+def native_frame_bits(
+    rows: int, columns: int, samples: int, bits_allocated: int, photometric: str | None
+) -> int:
+    """Bits of one native frame; YBR_FULL_422 stores two samples a pixel (PS3.3 C.7.6.3)."""
+    if photometric == "YBR_FULL_422":
+        samples = 2
+    return rows * columns * samples * bits_allocated
+
+
 @dataclass(frozen=True)
 class FrameLayout:
     """Where the frames of native little endian pixel data lie in one stored file (each frame
@@ -53,6 +62,18 @@ class FrameLayout:
     offset: int  # of frame 1 in the file
     frame_size: int
     frames: int
+
+    @classmethod
+    def of(
+        cls, syntax: str, file: FileIdentity, offset: int, length: int, frames: int, bits: int
+    ) -> "FrameLayout | None":
+        """The layout of a Pixel Data value at `offset` of `length` bytes holding `frames` of
+        `bits` each; None unless native little endian, whole bytes a frame, all in the value."""
+        if syntax not in _LITTLE_ENDIAN_NATIVE or bits <= 0 or bits % 8:
+            return None
+        if frames <= 0 or length < frames * bits // 8 or offset + length > file.size:
+            return None
+        return cls(UID(syntax), file, offset, bits // 8, frames)
 
     def span(self, number: int) -> tuple[int, int]:
         """`(offset, size)` in the file of 1-based frame `number`, or NotFound."""
@@ -80,27 +101,28 @@ class StoredPixels:
 
     @property
     def frame_bits(self) -> int:
-        """Bits of one native frame; YBR_FULL_422 stores two samples a pixel (PS3.3 C.7.6.3)."""
         ds = self.ds
-        samples = 2 if ds.get("PhotometricInterpretation") == "YBR_FULL_422" else ds.SamplesPerPixel
-        return int(ds.Rows) * int(ds.Columns) * int(samples) * int(ds.BitsAllocated)
+        return native_frame_bits(
+            int(ds.Rows),
+            int(ds.Columns),
+            int(ds.SamplesPerPixel),
+            int(ds.BitsAllocated),
+            ds.get("PhotometricInterpretation"),
+        )
 
     def check_frame(self, number: int) -> int:
         """The 0-based index of 1-based frame `number`, or NotFound."""
         return frame_index(number, self.frames)
 
     def layout(self) -> FrameLayout | None:
-        """Where its frames lie in the stored file; None unless the pixel data is native little
-        endian, whole bytes a frame, and all in the file."""
-        if self.file is None or self.offset is None or self.syntax not in _LITTLE_ENDIAN_NATIVE:
+        """Where its frames lie in the stored file (`FrameLayout.of`), None when not known."""
+        if self.file is None or self.offset is None:
             return None
         try:
             bits, frames = self.frame_bits, self.frames
         except (AttributeError, TypeError, ValueError):
             return None
-        if bits <= 0 or bits % 8 or self.length < frames * bits // 8:
-            return None
-        return FrameLayout(self.syntax, self.file, self.offset, bits // 8, frames)
+        return FrameLayout.of(self.syntax, self.file, self.offset, self.length, frames, bits)
 
     def read(self, offset: int, size: int) -> bytes:
         """`size` bytes of the Pixel Data value from `offset`."""

@@ -155,6 +155,22 @@ class LocalStorage:
         finally:
             os.close(fd)
 
+    def read_head_if_cached(self, key: str, size: int) -> tuple["FileIdentity", memoryview] | None:
+        """The file's identity and first `size` bytes (all of a smaller file) if the page cache
+        holds them, else None (also for a missing file). Never waits for the disk."""
+        if _RWF_NOWAIT is None:
+            return None
+        try:
+            fd = os.open(self._file_name(key), os.O_RDONLY)
+        except FileNotFoundError:
+            return None
+        try:
+            identity = FileIdentity.of(fd)
+            head = pread_if_cached(fd, 0, min(size, identity.size))
+            return None if head is None else (identity, head)
+        finally:
+            os.close(fd)
+
     def read_spans_if_cached(
         self, key: str, identity: "FileIdentity", spans: Iterable[tuple[int, int]]
     ) -> list[memoryview] | None:

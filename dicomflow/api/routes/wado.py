@@ -14,10 +14,11 @@ from pydicom.uid import ExplicitVRLittleEndian
 from dicomflow.api import queries
 from dicomflow.api.bulkdata import bulk_value, parse_path
 from dicomflow.api.deps import Instance, Series, Study
+from dicomflow.api.frame_locator import HEAD_SIZE, locate_frames
 from dicomflow.api.metadata import metadata_response, series_metadata, study_series
 from dicomflow.api.multipart import Part
 from dicomflow.api.negotiation import Choice, NotAcceptable, choose_frame_media
-from dicomflow.api.pixels import PIXEL_DATA, NotFound, StoredPixels
+from dicomflow.api.pixels import PIXEL_DATA, FrameLayout, NotFound, StoredPixels
 from dicomflow.api.retrieve import (
     StoredInstance,
     cached_frame_parts,
@@ -137,9 +138,10 @@ async def retrieve_bulkdata(ref: Instance, path: str, accept: Accept = None) -> 
 async def _cached_frames_response(
     state: ApiState, key: str, numbers: list[int], accept: str | None
 ) -> Response | None:
-    """Frames as stored, read in the event loop when the file's frame layout is remembered and
-    they are in the page cache (no header parse, no thread hop); else None."""
-    layout = state.frame_layouts.get(key)
+    """Frames as stored, read in the event loop when the file's frame layout is remembered (or
+    read from its first bytes) and they are in the page cache (no pydicom, no thread hop); else
+    None."""
+    layout = state.frame_layouts.get(key) or _locate_frames(state, key)
     if layout is None:
         return None
     try:
@@ -153,6 +155,18 @@ async def _cached_frames_response(
     if parts is None:
         return None
     return await multipart_response(parts_in_memory(*parts), choice)
+
+
+def _locate_frames(state: ApiState, key: str) -> FrameLayout | None:
+    """The layout read from the file's first bytes if the page cache holds them; remembered."""
+    cached = state.storage.read_head_if_cached(key, HEAD_SIZE)
+    if cached is None:
+        return None
+    identity, head = cached
+    layout = locate_frames(head, identity)
+    if layout is not None:
+        state.frame_layouts.put(key, layout)
+    return layout
 
 
 async def _instances_response(
