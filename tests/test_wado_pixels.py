@@ -21,7 +21,7 @@ from pydicom.uid import (
 
 from dicomflow.api.bulkdata import bulk_value, parse_path
 from dicomflow.api.frame_layouts import FrameLayouts
-from dicomflow.api.frame_locator import HEAD_SIZE, locate_frames
+from dicomflow.api.frame_locator import HEAD_SIZE, MAX_NESTING, locate_frames
 from dicomflow.api.negotiation import NotAcceptable
 from dicomflow.api.pixels import (
     PIXEL_DATA,
@@ -195,6 +195,22 @@ def test_frames_are_not_located_beyond_the_bytes_given() -> None:
     path = shipped("CT_small.dcm")
     assert located(path) is not None
     assert located(path, 1000) is None  # the header is longer
+
+
+def test_deeply_nested_sequences_are_left_to_pydicom(tmp_path: Path) -> None:
+    path, _ = multiframe(tmp_path, frames=1, size=300)
+    ds = pydicom.dcmread(path)
+    inner = ds
+    for _ in range(MAX_NESTING + 1):  # each of undefined length, its item too
+        item = Dataset()
+        item.is_undefined_length_sequence_item = True
+        inner.ReferencedImageSequence = [item]
+        inner["ReferencedImageSequence"].is_undefined_length = True
+        inner = item
+    ds.save_as(path, enforce_file_format=True)
+    with open(path, "rb") as fh:
+        assert open_pixels(fh).frames == 1
+    assert located(path) is None
 
 
 def test_one_bit_frames_not_on_byte_boundaries(tmp_path: Path) -> None:

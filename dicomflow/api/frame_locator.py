@@ -31,6 +31,7 @@ _SHORT_VRS = frozenset(
 _SAMPLES, _PHOTOMETRIC, _FRAMES = 0x00280002, 0x00280004, 0x00280008
 _ROWS, _COLUMNS, _BITS_ALLOCATED = 0x00280010, 0x00280011, 0x00280100
 _WANTED = frozenset({_SAMPLES, _PHOTOMETRIC, _FRAMES, _ROWS, _COLUMNS, _BITS_ALLOCATED})
+MAX_NESTING = 16  # sequences within sequences; deeper is left to pydicom
 
 
 class _Unreadable(Exception):
@@ -98,9 +99,11 @@ def _element(
     raise _Unreadable(f"VR {vr!r}")
 
 
-def _skip_items(head: bytes | memoryview, position: int, explicit: bool) -> int:
+def _skip_items(head: bytes | memoryview, position: int, explicit: bool, depth: int = 1) -> int:
     """Where the undefined-length sequence whose items start at `position` ends (PS3.5 7.5);
     the items of a UN of undefined length are Implicit VR (PS3.5 6.2.2)."""
+    if depth > MAX_NESTING:
+        raise _Unreadable("sequences nested too deep")
     while True:
         tag, _, length, position = _element(head, position, explicit)
         if tag == _SEQUENCE_END:
@@ -115,7 +118,7 @@ def _skip_items(head: bytes | memoryview, position: int, explicit: bool) -> int:
             if tag == _ITEM_END:
                 break
             if length == UNDEFINED_LENGTH:
-                position = _skip_items(head, position, explicit and vr != b"UN")
+                position = _skip_items(head, position, explicit and vr != b"UN", depth + 1)
             else:
                 position += length
 
