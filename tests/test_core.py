@@ -236,6 +236,21 @@ def test_read_spans_if_cached_reads_only_the_file_it_was_given(tmp_path: Path) -
     assert storage.read_spans_if_cached("a/missing.dcm", identity, spans) is None
 
 
+def test_read_head_if_cached_names_the_file_it_read(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path)
+    data = os.urandom(300_000)
+    storage.write_atomic("a/x.dcm", [data])
+    cached = storage.read_head_if_cached("a/x.dcm", 1000)
+    assert cached is not None
+    identity, head = cached
+    assert bytes(head) == data[:1000]
+    assert storage.read_spans_if_cached("a/x.dcm", identity, [(5, 5)]) is not None
+    assert storage.read_head_if_cached("a/missing.dcm", 1000) is None
+    with storage.open("a/x.dcm") as fh:
+        os.posix_fadvise(fh.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+    assert storage.read_head_if_cached("a/x.dcm", 1000) is None
+
+
 def test_sweep_removes_only_stale_temporary_files(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

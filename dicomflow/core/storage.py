@@ -1,11 +1,12 @@
 """The storage interface: the only code that builds paths to DICOM and JSON files or opens them."""
 
+import contextlib
 import errno
 import os
 import re
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -158,32 +159,20 @@ class LocalStorage:
     def read_head_if_cached(self, key: str, size: int) -> tuple["FileIdentity", memoryview] | None:
         """The file's identity and first `size` bytes (all of a smaller file) if the page cache
         holds them, else None (also for a missing file). Never waits for the disk."""
-        if _RWF_NOWAIT is None:
-            return None
-        try:
-            fd = os.open(self._file_name(key), os.O_RDONLY)
-        except FileNotFoundError:
-            return None
-        try:
+        with self._descriptor_if_present(key) as fd:
+            if fd is None:
+                return None
             identity = FileIdentity.of(fd)
             head = pread_if_cached(fd, 0, min(size, identity.size))
             return None if head is None else (identity, head)
-        finally:
-            os.close(fd)
 
     def read_spans_if_cached(
         self, key: str, identity: "FileIdentity", spans: Iterable[tuple[int, int]]
     ) -> list[memoryview] | None:
         """The `(offset, size)` spans of the file, if it is still the file `identity` was taken
         from and they are all in the page cache; else None. Never waits for the disk."""
-        if _RWF_NOWAIT is None:
-            return None
-        try:
-            fd = os.open(self._file_name(key), os.O_RDONLY)
-        except FileNotFoundError:
-            return None
-        try:
-            if FileIdentity.of(fd) != identity:
+        with self._descriptor_if_present(key) as fd:
+            if fd is None or FileIdentity.of(fd) != identity:
                 return None
             read = []
             for offset, size in spans:
@@ -192,6 +181,20 @@ class LocalStorage:
                     return None
                 read.append(data)
             return read
+
+    @contextlib.contextmanager
+    def _descriptor_if_present(self, key: str) -> Iterator[int | None]:
+        """The file open for reading, None when it is missing or reads cannot skip the disk."""
+        if _RWF_NOWAIT is None:
+            yield None
+            return
+        try:
+            fd = os.open(self._file_name(key), os.O_RDONLY)
+        except FileNotFoundError:
+            yield None
+            return
+        try:
+            yield fd
         finally:
             os.close(fd)
 
