@@ -4,15 +4,16 @@ A viewer asks for each image's frames once, so a frame request usually finds no 
 layout; pydicom would build every element of the header to tell where Pixel Data starts (0.3 ms
 for a CT image, in a worker thread). That needs only the element headers before Pixel Data and
 six values of the Image Pixel module, read here straight from the bytes. Anything else (big
-endian, deflated or compressed data, a header longer than the bytes given, an element this does
-not read as the standard says) gets None, and pydicom reads the file.
+endian or deflated data, a header longer than the bytes given, an element this does not read as
+the standard says, an Extended Offset Table) gets None, and pydicom reads the file.
 """
 
 import struct
 
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
-from dicomflow.api.pixels import FrameLayout, native_frame_bits
+from dicomflow.api.frame_layouts import EncapsulatedFrames, FrameLayout, NativeFrames
+from dicomflow.api.pixels import native_frame_bits
 from dicomflow.core.storage import FileIdentity
 
 HEAD_SIZE = 16 * 1024  # a CT or MR header takes 2-6 kB
@@ -28,6 +29,7 @@ _SHORT_VRS = frozenset(
     {b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FD", b"FL", b"IS", b"LO", b"LT", b"PN"}
     | {b"SH", b"SL", b"SS", b"ST", b"TM", b"UI", b"UL", b"US"}
 )
+_EXTENDED_OFFSET_TABLE = 0x7FE00001
 _SAMPLES, _PHOTOMETRIC, _FRAMES = 0x00280002, 0x00280004, 0x00280008
 _ROWS, _COLUMNS, _BITS_ALLOCATED = 0x00280010, 0x00280011, 0x00280100
 _WANTED = frozenset({_SAMPLES, _PHOTOMETRIC, _FRAMES, _ROWS, _COLUMNS, _BITS_ALLOCATED})
@@ -42,14 +44,15 @@ def locate_frames(head: bytes | memoryview, file: FileIdentity) -> FrameLayout |
     """The frame layout of the Part 10 file `file` whose first bytes are `head`, or None."""
     try:
         syntax, position = _file_meta(head)
-        if syntax not in (ExplicitVRLittleEndian, ImplicitVRLittleEndian):
+        encapsulated = UID(syntax).is_encapsulated
+        if syntax not in (ExplicitVRLittleEndian, ImplicitVRLittleEndian) and not encapsulated:
             return None
-        explicit = syntax == ExplicitVRLittleEndian
+        explicit = syntax != ImplicitVRLittleEndian
         values: dict[int, bytes] = {}
         previous = -1
         while True:
             tag, vr, length, position = _element(head, position, explicit)
-            if tag <= previous or tag > PIXEL_DATA:
+            if tag <= previous or tag > PIXEL_DATA or tag == _EXTENDED_OFFSET_TABLE:
                 return None
             previous = tag
             if tag == PIXEL_DATA:
@@ -63,7 +66,9 @@ def locate_frames(head: bytes | memoryview, file: FileIdentity) -> FrameLayout |
         frames, bits = _frames_and_bits(values)
     except (_Unreadable, struct.error, ValueError, KeyError):
         return None
-    return FrameLayout.of(syntax, file, position, length, frames, bits)
+    if encapsulated:
+        return EncapsulatedFrames.of(syntax, file, position, length, frames)
+    return NativeFrames.of(syntax, file, position, length, frames, bits)
 
 
 def _file_meta(head: bytes | memoryview) -> tuple[str, int]:

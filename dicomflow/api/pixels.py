@@ -12,12 +12,7 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.encaps import get_frame
 from pydicom.pixels import pack_bits, pixel_array
-from pydicom.uid import (
-    UID,
-    DeflatedExplicitVRLittleEndian,
-    ExplicitVRLittleEndian,
-    ImplicitVRLittleEndian,
-)
+from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 
 from dicomflow.core.series_metadata import DEFER_SIZE
 from dicomflow.core.storage import FileIdentity, pread_if_cached
@@ -25,7 +20,6 @@ from dicomflow.core.storage import FileIdentity, pread_if_cached
 PIXEL_DATA = 0x7FE00010
 _UNDEFINED_LENGTH = 0xFFFFFFFF
 DECODE_ERRORS = (RuntimeError, ValueError, NotImplementedError, AttributeError, KeyError)
-_LITTLE_ENDIAN_NATIVE = frozenset({ImplicitVRLittleEndian, ExplicitVRLittleEndian})
 
 
 class NotFound(Exception):
@@ -50,34 +44,6 @@ def native_frame_bits(
     if photometric == "YBR_FULL_422":
         samples = 2
     return rows * columns * samples * bits_allocated
-
-
-@dataclass(frozen=True)
-class FrameLayout:
-    """Where the frames of native little endian pixel data lie in one stored file (each frame
-    whole bytes): enough to serve a frame without parsing the file's header again."""
-
-    syntax: UID
-    file: FileIdentity
-    offset: int  # of frame 1 in the file
-    frame_size: int
-    frames: int
-
-    @classmethod
-    def of(
-        cls, syntax: str, file: FileIdentity, offset: int, length: int, frames: int, bits: int
-    ) -> "FrameLayout | None":
-        """The layout of a Pixel Data value at `offset` of `length` bytes holding `frames` of
-        `bits` each; None unless native little endian, whole bytes a frame, all in the value."""
-        if syntax not in _LITTLE_ENDIAN_NATIVE or bits <= 0 or bits % 8:
-            return None
-        if frames <= 0 or length < frames * bits // 8 or offset + length > file.size:
-            return None
-        return cls(UID(syntax), file, offset, bits // 8, frames)
-
-    def span(self, number: int) -> tuple[int, int]:
-        """`(offset, size)` in the file of 1-based frame `number`, or NotFound."""
-        return self.offset + frame_index(number, self.frames) * self.frame_size, self.frame_size
 
 
 @dataclass
@@ -113,16 +79,6 @@ class StoredPixels:
     def check_frame(self, number: int) -> int:
         """The 0-based index of 1-based frame `number`, or NotFound."""
         return frame_index(number, self.frames)
-
-    def layout(self) -> FrameLayout | None:
-        """Where its frames lie in the stored file (`FrameLayout.of`), None when not known."""
-        if self.file is None or self.offset is None:
-            return None
-        try:
-            bits, frames = self.frame_bits, self.frames
-        except (AttributeError, TypeError, ValueError):
-            return None
-        return FrameLayout.of(self.syntax, self.file, self.offset, self.length, frames, bits)
 
     def read(self, offset: int, size: int) -> bytes:
         """`size` bytes of the Pixel Data value from `offset`."""

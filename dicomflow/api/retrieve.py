@@ -147,23 +147,6 @@ async def frame_parts(
         yield Part(choice.part_content_type(), frame)
 
 
-def cached_frame_parts(
-    storage: LocalStorage,
-    key: str,
-    file: FileIdentity,
-    spans: list[tuple[int, int]],
-    choice: Choice,
-) -> list[Part] | None:
-    """Frames at `spans` of the stored file `file`, read in the event loop: None when the file
-    was replaced since, the frames are not all in the page cache, or they are too large."""
-    if sum(size for _, size in spans) > WHOLE_BODY_SIZE:
-        return None
-    frames = storage.read_spans_if_cached(key, file, spans)
-    if frames is None:
-        return None
-    return [Part(choice.part_content_type(), frame) for frame in frames]
-
-
 async def pixel_data_parts(pixels: StoredPixels, choice: Choice) -> AsyncIterator[Part]:
     """The Pixel Data bulk data: one part per frame when encapsulated, else one part of all."""
     if pixels.encapsulated and not choice.transcode:

@@ -14,14 +14,15 @@ from pydicom.uid import ExplicitVRLittleEndian
 from dicomflow.api import queries
 from dicomflow.api.bulkdata import bulk_value, parse_path
 from dicomflow.api.deps import Instance, Series, Study
+from dicomflow.api.frame_layouts import FrameLayout, layout_of
 from dicomflow.api.frame_locator import HEAD_SIZE, locate_frames
 from dicomflow.api.metadata import metadata_response, series_metadata, study_series
 from dicomflow.api.multipart import Part
 from dicomflow.api.negotiation import Choice, NotAcceptable, choose_frame_media
-from dicomflow.api.pixels import PIXEL_DATA, FrameLayout, NotFound, StoredPixels
+from dicomflow.api.pixels import PIXEL_DATA, NotFound, StoredPixels
 from dicomflow.api.retrieve import (
+    WHOLE_BODY_SIZE,
     StoredInstance,
-    cached_frame_parts,
     choose_for_instances,
     frame_parts,
     instance_parts,
@@ -139,21 +140,22 @@ async def _cached_frames_response(
     state: ApiState, key: str, numbers: list[int], accept: str | None
 ) -> Response | None:
     """Frames as stored, read in the event loop when the file's frame layout is remembered (or
-    read from its first bytes) and they are in the page cache (no pydicom, no thread hop); else
-    None."""
+    read from its first bytes) and they are in the page cache (no pydicom parse, no thread
+    hop); else None."""
     layout = state.frame_layouts.get(key) or _locate_frames(state, key)
     if layout is None:
         return None
     try:
         choice = choose_frame_media(accept, layout.syntax, can_transcode)
-        spans = [layout.span(number) for number in numbers]
+        indexes = [layout.index(number) for number in numbers]
     except (NotAcceptable, NotFound):
         return None  # answered from the file as it is now: it may have been replaced
     if choice.transcode:
         return None
-    parts = cached_frame_parts(state.storage, key, layout.file, spans, choice)
-    if parts is None:
+    frames = layout.read_if_cached(state.storage, key, indexes, WHOLE_BODY_SIZE)
+    if frames is None:
         return None
+    parts = (Part(choice.part_content_type(), frame) for frame in frames)
     return await multipart_response(parts_in_memory(*parts), choice)
 
 
@@ -185,7 +187,7 @@ async def _pixels_response(
     """Negotiate frames or pixel data bulk data against the stored syntax, then stream them."""
     with http_errors():
         pixels = await asyncio.to_thread(open_stored_pixels, state.storage, key)
-        if (layout := pixels.layout()) is not None:
+        if (layout := layout_of(pixels)) is not None:
             state.frame_layouts.put(key, layout)
         try:
             choice = choose_frame_media(accept, pixels.syntax, can_transcode)
