@@ -15,6 +15,9 @@ from dicomflow.api.pixels import StoredPixels, frame_index
 from dicomflow.core.storage import FileIdentity, LocalStorage
 
 UNDEFINED_LENGTH = 0xFFFFFFFF
+# An encapsulated value read whole for each frame request: beyond this, reading only the
+# frame's fragments from the file in a worker thread costs less.
+ENCAPSULATED_VALUE_LIMIT = 1 << 20
 _LITTLE_ENDIAN_NATIVE = frozenset({ImplicitVRLittleEndian, ExplicitVRLittleEndian})
 
 Frame = bytes | memoryview
@@ -87,9 +90,10 @@ class EncapsulatedFrames:
         self, storage: LocalStorage, key: str, indexes: list[int], limit: int
     ) -> list[Frame] | None:
         """Frames `indexes` as stored, if the file is still this one, the value (up to the end
-        of the file) is at most `limit` bytes and in the page cache; else None."""
+        of the file) is at most `limit` bytes (and ENCAPSULATED_VALUE_LIMIT) and in the page
+        cache; else None."""
         size = self.file.size - self.offset
-        if size > limit:
+        if size > min(limit, ENCAPSULATED_VALUE_LIMIT):
             return None
         read = storage.read_spans_if_cached(key, self.file, [(self.offset, size)])
         if read is None:
