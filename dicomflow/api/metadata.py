@@ -22,7 +22,7 @@ from dicomflow.core.cache import (
     series_metadata_key,
     study_series_key,
 )
-from dicomflow.core.index import InstanceRow, series_instances, series_version
+from dicomflow.core.index import series_instances, series_version
 from dicomflow.core.series_metadata import build_series_metadata
 from dicomflow.core.storage import LocalStorage, SeriesLocation
 
@@ -75,66 +75,49 @@ async def series_metadata(
 ) -> bytes | None:
     """The series' DICOM JSON array as bytes, or None when the series is unknown."""
     cache_key = series_metadata_key(tenant, study_uid, series_uid)
-    draft_key = series_draft_key(tenant, study_uid, series_uid)
-    cached, draft_version = await _cached_body_and_draft_version(state, cache_key, draft_key)
+    cached = await _cache_get(state, cache_key)
     if cached is not None:
         return cached
-    source = await queries.metadata_source(state.pool, tenant, study_uid, series_uid, draft_version)
-    if source.file_key is not None:
-        metadata_key = SeriesLocation.of_instance_key(source.file_key).metadata_key
+    instance_key, version = await queries.metadata_source(state.pool, tenant, study_uid, series_uid)
+    if instance_key is not None:
+        metadata_key = SeriesLocation.of_instance_key(instance_key).metadata_key
         try:
             body = await _read_file(state.json_storage, metadata_key)
         except OSError as exc:
             log.warning("precomputed metadata %s unreadable (%s); building it", metadata_key, exc)
             version = await series_version(state.pool, tenant, study_uid, series_uid)
-            return await draft_series_metadata(state, tenant, study_uid, series_uid, version)
-        state.in_background(_cache_set(state, cache_key, body, SERIES_METADATA_TTL))
-        return body
-    return await draft_series_metadata(
-        state, tenant, study_uid, series_uid, source.version, source.instances
-    )
+        else:
+            state.in_background(_cache_set(state, cache_key, body, SERIES_METADATA_TTL))
+            return body
+    return await draft_series_metadata(state, tenant, study_uid, series_uid, version)
 
 
 async def draft_series_metadata(
-    state: ApiState,
-    tenant: str,
-    study_uid: str,
-    series_uid: str,
-    version: str | None,
-    instances: list[InstanceRow] | None = None,
+    state: ApiState, tenant: str, study_uid: str, series_uid: str, version: str | None
 ) -> bytes | None:
     """Metadata of a series not stable yet, at `version` (None: the series has no instances):
     built once per version of the series (from the JSON the worker kept for each instance,
     else the files; kept in Redis; concurrent requests share one build), so repeated requests
-    do not rebuild it. `instances` (those of `version`) are given when the build kept in Redis
-    is known to be of another version."""
+    do not rebuild it."""
     if version is None:
         return None
     draft_key = series_draft_key(tenant, study_uid, series_uid)
-    if instances is None:
-        cached_version = cached = None
-        with _redis_is_a_cache():
-            cached_version, cached = await state.redis.hmget(draft_key, ["version", "body"])
-        if cached is not None and cached_version == version.encode():
-            return cached
+    cached_version = cached = None
+    with _redis_is_a_cache():
+        cached_version, cached = await state.redis.hmget(draft_key, ["version", "body"])
+    if cached is not None and cached_version == version.encode():
+        return cached
     return await state.draft_builds.run(
         (draft_key, version),
-        lambda: _build_draft(state, tenant, study_uid, series_uid, draft_key, version, instances),
+        lambda: _build_draft(state, tenant, study_uid, series_uid, draft_key, version),
     )
 
 
 async def _build_draft(
-    state: ApiState,
-    tenant: str,
-    study_uid: str,
-    series_uid: str,
-    draft_key: str,
-    version: str,
-    instances: list[InstanceRow] | None,
+    state: ApiState, tenant: str, study_uid: str, series_uid: str, draft_key: str, version: str
 ) -> bytes | None:
-    if instances is None:
-        # Rows read after the version: the body holds at least that version's instances.
-        instances = await series_instances(state.pool, tenant, study_uid, series_uid)
+    # Rows read after the version: the body holds at least that version's instances.
+    instances = await series_instances(state.pool, tenant, study_uid, series_uid)
     if not instances:
         return None
     body = await asyncio.to_thread(
@@ -155,20 +138,6 @@ async def _read_file(storage: LocalStorage, key: str) -> bytes:
     if cached is not None:
         return bytes(cached)
     return await asyncio.to_thread(storage.read_bytes, key)
-
-
-async def _cached_body_and_draft_version(
-    state: ApiState, cache_key: str, draft_key: str
-) -> tuple[bytes | None, str | None]:
-    """The body kept under `cache_key` and the version of the draft under `draft_key`, in one
-    round trip (either None when absent, or when Redis is down)."""
-    with _redis_is_a_cache():
-        async with state.redis.pipeline(transaction=False) as pipe:
-            pipe.get(cache_key)
-            pipe.hget(draft_key, "version")
-            cached, draft_version = await pipe.execute()
-        return cached, None if draft_version is None else draft_version.decode()
-    return None, None
 
 
 async def _cache_get(state: ApiState, key: str) -> bytes | None:

@@ -1,10 +1,8 @@
 """The read side: plain SQL on the PostgreSQL index, no HTTP types."""
 
-from dataclasses import dataclass
-
 import asyncpg
 
-from dicomflow.core.index import INSTANCE_ORDER, VERSION_OF_ROWS, InstanceRow
+from dicomflow.core.index import SERIES_VERSION
 
 _ORDER = "ORDER BY series_uid, instance_number NULLS LAST, sop_uid"
 
@@ -33,55 +31,27 @@ async def study_series(pool: asyncpg.Pool, tenant: str, study_uid: str) -> list[
     return [r["series_uid"] for r in rows]
 
 
-@dataclass(frozen=True)
-class MetadataSource:
-    """Where a series' metadata comes from (`metadata_source`)."""
-
-    file_key: str | None  # an instance key of the series when its precomputed file is current
-    version: str | None  # else the series' version; None when it has no instances
-    instances: list[InstanceRow] | None  # and its instances, unless at `known_version`
-
-
 async def metadata_source(
-    pool: asyncpg.Pool,
-    tenant: str,
-    study_uid: str,
-    series_uid: str,
-    known_version: str | None = None,
-) -> MetadataSource:
-    """Where a series' metadata comes from, in one round trip (one snapshot, so the instances
-    are exactly those of the version): the precomputed file when it is current, else the
-    series' version and, unless it is `known_version` (the version of a build kept in Redis),
-    its instances in metadata order."""
+    pool: asyncpg.Pool, tenant: str, study_uid: str, series_uid: str
+) -> tuple[str | None, str | None]:
+    """Where a series' metadata comes from, in one round trip: (an instance key of the series
+    when its precomputed metadata is current, else None; the series' version when it is not,
+    None when the series has no instances)."""
     row = await pool.fetchrow(
-        "WITH fresh AS (SELECT i.file_path FROM dicom_json_meta j"
+        "SELECT fresh.file_path,"
+        f" CASE WHEN fresh.file_path IS NULL THEN ({SERIES_VERSION}) END AS version"
+        " FROM (SELECT (SELECT i.file_path FROM dicom_json_meta j"
         "   JOIN dicom_state_meta s USING (tenant_id, study_uid, series_uid)"
         "   JOIN LATERAL (SELECT file_path FROM dicom_image_meta i WHERE i.tenant_id = j.tenant_id"
         "     AND i.study_uid = j.study_uid AND i.series_uid = j.series_uid LIMIT 1) i ON true"
         "   WHERE j.tenant_id = $1 AND j.study_uid = $2 AND j.series_uid = $3"
         "   AND j.json_status = 'ok' AND s.series_state = 'stable'"
-        "   AND j.flag_time >= s.last_received_time),"
-        f" series AS (SELECT {VERSION_OF_ROWS} AS version,"
-        f"   array_agg(sop_uid ORDER BY {INSTANCE_ORDER}) AS sops,"
-        f"   array_agg(file_path ORDER BY {INSTANCE_ORDER}) AS keys"
-        "   FROM dicom_image_meta WHERE tenant_id = $1 AND study_uid = $2 AND series_uid = $3"
-        "   AND NOT EXISTS (SELECT FROM fresh))"
-        " SELECT (SELECT file_path FROM fresh), series.version,"
-        " CASE WHEN series.version IS DISTINCT FROM $4::text THEN series.sops END AS sops,"
-        " CASE WHEN series.version IS DISTINCT FROM $4::text THEN series.keys END AS keys"
-        " FROM series",
+        "   AND j.flag_time >= s.last_received_time) AS file_path) fresh",
         tenant,
         study_uid,
         series_uid,
-        known_version,
     )
-    instances = None
-    if row["sops"] is not None:
-        instances = [
-            (study_uid, series_uid, sop, key)
-            for sop, key in zip(row["sops"], row["keys"], strict=True)
-        ]
-    return MetadataSource(row["file_path"], row["version"], instances)
+    return row["file_path"], row["version"]
 
 
 async def retrievable_instances(

@@ -2,11 +2,7 @@
 
 import asyncpg
 
-InstanceRow = tuple[str, str, str, str]  # study, series, SOP instance UID, storage key
-
-
-# The order of a series' instances in its metadata.
-INSTANCE_ORDER = "instance_number NULLS LAST, sop_uid"
+InstanceRow = tuple[str, str, str, str]
 
 
 async def series_instances(
@@ -16,7 +12,7 @@ async def series_instances(
     rows = await pool.fetch(
         "SELECT study_uid, series_uid, sop_uid, file_path FROM dicom_image_meta"
         " WHERE tenant_id = $1 AND study_uid = $2 AND series_uid = $3"
-        f" ORDER BY {INSTANCE_ORDER}",
+        " ORDER BY instance_number NULLS LAST, sop_uid",
         tenant,
         study_uid,
         series_uid,
@@ -24,11 +20,10 @@ async def series_instances(
     return [tuple(r) for r in rows]
 
 
-# A digest of a series' rows that changes whenever an instance of it is indexed (new or
+# A digest that changes whenever an instance of the series ($1, $2, $3) is indexed (new or
 # re-sent); NULL when the series has no instances.
-VERSION_OF_ROWS = "md5(string_agg(sop_uid || ' ' || indexed_time::text, ',' ORDER BY sop_uid))"
 SERIES_VERSION = (
-    f"SELECT {VERSION_OF_ROWS}"
+    "SELECT md5(string_agg(sop_uid || ' ' || indexed_time::text, ',' ORDER BY sop_uid))"
     " FROM dicom_image_meta WHERE tenant_id = $1 AND study_uid = $2 AND series_uid = $3"
 )
 

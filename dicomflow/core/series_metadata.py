@@ -14,11 +14,13 @@ from pydicom.dataset import Dataset
 
 from dicomflow.core.dicom_json import instance_json
 from dicomflow.core.identifiers import InvalidIdentifier
-from dicomflow.core.index import InstanceRow
 from dicomflow.core.storage import LocalStorage
 from dicomflow.core.urls import instance_url
 
 DEFER_SIZE = 16 * 1024
+
+# (study_uid, series_uid, sop_uid, instance key)
+InstanceRow = tuple[str, str, str, str]
 
 
 def read_instance(fh: BinaryIO) -> Dataset:

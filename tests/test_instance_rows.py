@@ -1,5 +1,4 @@
-"""The API's lookups against the stack's PostgreSQL: instance rows kept in memory while it
-notifies their changes, and where a series' metadata comes from."""
+"""Instance rows kept in the API's memory, against the stack's PostgreSQL and its notifications."""
 
 from collections.abc import AsyncIterator, Callable
 
@@ -9,7 +8,6 @@ import pytest
 from dicomflow.api import instance_rows, queries
 from dicomflow.api.instance_rows import LISTENER_NAME, InstanceRows
 from dicomflow.core.db import create_pool
-from dicomflow.core.index import series_version
 from dicomflow.core.settings import Settings
 from tests.services import async_wait_for
 
@@ -49,20 +47,16 @@ async def rows(pool: asyncpg.Pool, stack: Settings) -> AsyncIterator[InstanceRow
     await kept.close()
 
 
-async def insert(
-    pool: asyncpg.Pool, uid_root: str, number: int, instance_number: int | None = None
-) -> Key:
+async def insert(pool: asyncpg.Pool, uid_root: str, number: int) -> Key:
     key = (TENANT, uid_root, f"{uid_root}.1", f"{uid_root}.1.{number}")
     await pool.execute(
         "INSERT INTO dicom_image_meta (tenant_id, study_uid, series_uid, sop_uid,"
         " study_uid_hash, series_uid_hash, sop_class_uid, transfer_syntax_uid, file_path,"
-        " file_size, number_of_frames, instance_number, received_time, indexed_time)"
-        " VALUES ($1, $2, $3, $4, 'h', 'h', '1.2.840.10008.5.1.4.1.1.2', $5, $6, 1, 1, $7,"
+        " file_size, number_of_frames, received_time, indexed_time)"
+        " VALUES ($1, $2, $3, $4, 'h', 'h', '1.2.840.10008.5.1.4.1.1.2', $5, 'f.dcm', 1, 1,"
         " now(), now())",
         *key,
         ELE,
-        f"{key[-1]}.dcm",
-        instance_number,
     )
     return key
 
@@ -147,32 +141,3 @@ async def test_rows_are_read_from_postgresql_while_nobody_listens(
     for _ in range(3):
         await rows.get(*key)
     assert len(reads) == before + 1
-
-
-async def test_a_series_metadata_source_lists_instances_unless_their_version_is_known(
-    pool: asyncpg.Pool, uid_root: str
-) -> None:
-    """A series not stable yet (no precomputed file): its version, and its instances in
-    metadata order unless the version given is current (a build of it is kept)."""
-    keys = [await insert(pool, uid_root, n, instance_number=4 - n) for n in (1, 2, 3)]
-    series = (TENANT, uid_root, f"{uid_root}.1")
-    source = await queries.metadata_source(pool, *series)
-    assert source.file_key is None and source.version is not None
-    in_order = [(uid_root, f"{uid_root}.1", key[-1], f"{key[-1]}.dcm") for key in keys[::-1]]
-    assert source.instances == in_order
-    assert source.version == await series_version(pool, *series)
-
-    known = await queries.metadata_source(pool, *series, source.version)
-    assert (known.version, known.instances) == (source.version, None)
-
-    await pool.execute(  # indexed again: a new version
-        "UPDATE dicom_image_meta SET indexed_time = indexed_time + interval '1 second'"
-        " WHERE tenant_id = $1 AND sop_uid = $2",
-        TENANT,
-        keys[0][-1],
-    )
-    changed = await queries.metadata_source(pool, *series, source.version)
-    assert changed.version != source.version and changed.instances == source.instances
-
-    nothing = await queries.metadata_source(pool, TENANT, uid_root, f"{uid_root}.9")
-    assert nothing == queries.MetadataSource(None, None, None)
