@@ -1,6 +1,7 @@
 """Pixel data of one stored instance: frames read from its file without loading the others.
 
-Blocking (file reads, decoding): call from a worker thread.
+Blocking (file reads, decoding): call from a worker thread, but `native_frame_if_cached`, which
+never waits for the disk.
 """
 
 from dataclasses import dataclass
