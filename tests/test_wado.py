@@ -291,7 +291,7 @@ def test_frames_follow_a_replaced_instance(
     (first,) = store(system, [multiframe(tmp_path, uid_root, frames=3, size=64)])
     dicomweb = client(system)
     uids = (uid_root, first.SeriesInstanceUID, first.SOPInstanceUID)
-    for _ in range(3):  # the first reads the header; the others use the remembered layout
+    for _ in range(3):  # the first locates the frames in the file, the others remember it
         frames = dicomweb.retrieve_instance_frames(*uids, frame_numbers=[2, 3])
         assert frames == [first.pixel_array[1].tobytes(), first.pixel_array[2].tobytes()]
 
