@@ -12,9 +12,9 @@ from pydicom.encaps import get_frame
 from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from dicomflow.api.pixels import StoredPixels, frame_index
+from dicomflow.core.dicom_json import UNDEFINED_LENGTH
 from dicomflow.core.storage import FileIdentity, LocalStorage
 
-UNDEFINED_LENGTH = 0xFFFFFFFF
 # An encapsulated value read whole for each frame request: beyond this, reading only the
 # frame's fragments from the file in a worker thread costs less.
 ENCAPSULATED_VALUE_LIMIT = 1 << 20
@@ -23,8 +23,18 @@ _LITTLE_ENDIAN_NATIVE = frozenset({ImplicitVRLittleEndian, ExplicitVRLittleEndia
 Frame = bytes | memoryview
 
 
+class _FramesOfAFile:
+    """The frames of one stored file, numbered from 1 in requests."""
+
+    frames: int
+
+    def index(self, number: int) -> int:
+        """The 0-based index of 1-based frame `number`, or NotFound."""
+        return frame_index(number, self.frames)
+
+
 @dataclass(frozen=True)
-class NativeFrames:
+class NativeFrames(_FramesOfAFile):
     """Native little endian pixel data, each frame whole bytes: frame i at a fixed offset."""
 
     syntax: UID
@@ -45,10 +55,6 @@ class NativeFrames:
             return None
         return cls(UID(syntax), file, offset, bits // 8, frames)
 
-    def index(self, number: int) -> int:
-        """The 0-based index of 1-based frame `number`, or NotFound."""
-        return frame_index(number, self.frames)
-
     def read_if_cached(
         self, storage: LocalStorage, key: str, indexes: list[int], limit: int
     ) -> list[Frame] | None:
@@ -62,7 +68,7 @@ class NativeFrames:
 
 
 @dataclass(frozen=True)
-class EncapsulatedFrames:
+class EncapsulatedFrames(_FramesOfAFile):
     """Encapsulated (compressed) pixel data: its value, from the Basic Offset Table item on, is
     read whole and the frames are cut from it by pydicom (`get_frame`)."""
 
@@ -81,10 +87,6 @@ class EncapsulatedFrames:
         if offset >= file.size:
             return None
         return cls(UID(syntax), file, offset, frames)
-
-    def index(self, number: int) -> int:
-        """The 0-based index of 1-based frame `number`, or NotFound."""
-        return frame_index(number, self.frames)
 
     def read_if_cached(
         self, storage: LocalStorage, key: str, indexes: list[int], limit: int

@@ -14,12 +14,11 @@ from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from dicomflow.api.frame_layouts import EncapsulatedFrames, FrameLayout, NativeFrames
 from dicomflow.api.pixels import native_frame_bits
+from dicomflow.core.dicom_json import PIXEL_DATA, UNDEFINED_LENGTH
 from dicomflow.core.storage import FileIdentity
 
 HEAD_SIZE = 16 * 1024  # a CT or MR header takes 2-6 kB
 PREAMBLE = 128
-PIXEL_DATA = 0x7FE00010
-UNDEFINED_LENGTH = 0xFFFFFFFF
 _ITEM, _ITEM_END, _SEQUENCE_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
 # PS3.5 Table 7.1-1: these have a 4-byte length after 2 reserved bytes, the others 2 bytes.
 _LONG_VRS = frozenset(

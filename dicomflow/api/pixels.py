@@ -15,11 +15,10 @@ from pydicom.encaps import get_frame
 from pydicom.pixels import pack_bits, pixel_array
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 
+from dicomflow.core.dicom_json import PIXEL_DATA, UNDEFINED_LENGTH
 from dicomflow.core.series_metadata import DEFER_SIZE
 from dicomflow.core.storage import FileIdentity, pread_if_cached
 
-PIXEL_DATA = 0x7FE00010
-_UNDEFINED_LENGTH = 0xFFFFFFFF
 DECODE_ERRORS = (RuntimeError, ValueError, NotImplementedError, AttributeError, KeyError)
 
 
@@ -174,7 +173,7 @@ def read_header(fh: BinaryIO) -> Dataset:
         raw = ds.get_item(tag, keep_deferred=True)
         if tag == PIXEL_DATA or not isinstance(raw, RawDataElement) or raw.value is not None:
             continue
-        if raw.length != _UNDEFINED_LENGTH:
+        if raw.length != UNDEFINED_LENGTH:
             fh.seek(raw.value_tell)
             ds[tag] = raw._replace(value=fh.read(raw.length))
     return ds
