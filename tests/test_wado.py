@@ -3,7 +3,7 @@
 import asyncio
 import io
 import os
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -33,7 +33,7 @@ from dicomflow.core.series_metadata import build_series_metadata
 from dicomflow.core.settings import Settings
 from dicomflow.core.storage import LocalStorage, study_date_folder
 from tests.dicom_factory import make_ct
-from tests.services import RunningServices, rss_bytes, storescu, wait_for
+from tests.services import RunningServices, async_wait_for, rss_bytes, storescu, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -377,14 +377,32 @@ def test_metadata_is_gzipped_when_accepted_and_follows_a_changed_series(
 def draft_state(
     system: RunningServices, pool: asyncpg.Pool, redis: aioredis.Redis
 ) -> SimpleNamespace:
-    """What `draft_series_metadata` reads of the API's state, on the running system's stores."""
+    """What `draft_series_metadata` uses of the API's state, on the running system's stores."""
+    background: set[asyncio.Future[None]] = set()
+
+    def in_background(work: Coroutine[object, object, None]) -> None:
+        task = asyncio.ensure_future(work)
+        background.add(task)
+        task.add_done_callback(background.discard)
+
     return SimpleNamespace(
         pool=pool,
         redis=redis,
         storage=LocalStorage(system.storage_root),
         json_storage=LocalStorage(Path(system.env["DICOMFLOW_JSON_ROOT"])),
         draft_builds=SingleFlight(),
+        in_background=in_background,
     )
+
+
+async def draft_kept(redis: aioredis.Redis, series: tuple[str, str, str], version: str) -> None:
+    """Wait until Redis holds the series' draft at `version` (written after the answer)."""
+
+    async def kept() -> bool:
+        draft = await redis.get(series_draft_key(*series))
+        return draft is not None and draft.startswith(version.encode() + b" ")
+
+    await async_wait_for(kept, 10, 0.01, f"the draft at {version}")
 
 
 async def test_metadata_of_a_series_not_stable_yet_is_built_once_per_version(
@@ -415,6 +433,7 @@ async def test_metadata_of_a_series_not_stable_yet_is_built_once_per_version(
     try:
         first = await draft(*series)
         assert first is not None and len(orjson.loads(first)) == 2
+        await draft_kept(cache, series, await series_version(pool, *series))
         hidden = series_folder.rename(series_folder.with_name("hidden"))
         try:  # the same version again: served from Redis, the files are not read
             assert await draft(*series) == first
@@ -423,6 +442,7 @@ async def test_metadata_of_a_series_not_stable_yet_is_built_once_per_version(
         store(system, paths[2:])
         changed = await draft(*series)
         assert changed is not None and len(orjson.loads(changed)) == 3
+        await draft_kept(cache, series, await series_version(pool, *series))
         await cache.delete(series_draft_key(*series))
         together = [draft(*series) for _ in range(4)]
         assert await asyncio.gather(*together) == [changed] * 4

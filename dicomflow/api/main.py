@@ -4,6 +4,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 import redis.asyncio as aioredis
 import uvicorn
@@ -14,10 +15,12 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.middleware.gzip import GZipMiddleware
 from prometheus_client import make_asgi_app
 
+from dicomflow.api import queries
 from dicomflow.api.access_log import AccessLogMiddleware, AccessLogPublisher
 from dicomflow.api.compression import GZIP_LEVEL, MIN_GZIP_SIZE, GzipCache
 from dicomflow.api.frame_layouts import FrameLayouts
-from dicomflow.api.instance_rows import InstanceRows
+from dicomflow.api.index_changes import INSTANCE_CHANNEL, SERIES_CHANNEL, IndexChanges
+from dicomflow.api.notified_cache import NotifiedCache
 from dicomflow.api.routes import health, qido, rendered, stow, viewer, wado
 from dicomflow.api.single_flight import SingleFlight
 from dicomflow.api.state import ApiState
@@ -60,8 +63,20 @@ def create_app(settings: Settings) -> FastAPI:
         await asyncio.to_thread(publisher.start)
         storage = LocalStorage(settings.storage_dir)
         pool = await create_pool(settings, generic_plans=True)
-        instance_rows = InstanceRows(pool, settings.postgres_url, settings.instance_cache_entries)
-        await instance_rows.start()
+        index_changes = IndexChanges(settings.postgres_url)
+        instance_rows = NotifiedCache(
+            index_changes,
+            INSTANCE_CHANNEL,
+            partial(queries.instance, pool),
+            settings.instance_cache_entries,
+        )
+        series_sources = NotifiedCache(
+            index_changes,
+            SERIES_CHANNEL,
+            partial(queries.metadata_source, pool),
+            settings.series_cache_entries,
+        )
+        await index_changes.start()
         state = ApiState(
             settings=settings,
             pool=pool,
@@ -74,7 +89,9 @@ def create_app(settings: Settings) -> FastAPI:
             metadata_gzip=GzipCache(settings.metadata_gzip_cache_bytes),
             draft_builds=SingleFlight(),
             frame_layouts=FrameLayouts(settings.frame_layout_cache_entries),
+            index_changes=index_changes,
             instance_rows=instance_rows,
+            series_sources=series_sources,
         )
         app.state.api = state
         access_log.start()

@@ -73,23 +73,35 @@ async def study_series(state: ApiState, tenant: str, study_uid: str) -> list[str
 async def series_metadata(
     state: ApiState, tenant: str, study_uid: str, series_uid: str
 ) -> bytes | None:
-    """The series' DICOM JSON array as bytes, or None when the series is unknown."""
-    cache_key = series_metadata_key(tenant, study_uid, series_uid)
-    cached = await _cache_get(state, cache_key)
-    if cached is not None:
-        return cached
-    instance_key, version = await queries.metadata_source(state.pool, tenant, study_uid, series_uid)
-    if instance_key is not None:
-        metadata_key = SeriesLocation.of_instance_key(instance_key).metadata_key
+    """The series' DICOM JSON array as bytes, or None when the series is unknown.
+
+    One Redis round trip reads both the stable series' metadata and the draft of one not stable
+    yet; where it comes from otherwise (and the draft's version) is kept in memory while
+    PostgreSQL notifies the series' changes (`state.series_sources`)."""
+    warm_key = series_metadata_key(tenant, study_uid, series_uid)
+    draft_key = series_draft_key(tenant, study_uid, series_uid)
+    warm = draft = None
+    with _redis_is_a_cache():
+        warm, draft = await state.redis.mget(warm_key, draft_key)
+    if warm is not None:
+        if draft is not None:  # built while the series became stable: no longer needed
+            state.in_background(_cache_delete(state, draft_key))
+        return warm
+    source = await state.series_sources.get(tenant, study_uid, series_uid)
+    if source is None:
+        return None
+    version = source.version
+    if source.precomputed_beside is not None:
+        metadata_key = SeriesLocation.of_instance_key(source.precomputed_beside).metadata_key
         try:
             body = await _read_file(state.json_storage, metadata_key)
         except OSError as exc:
             log.warning("precomputed metadata %s unreadable (%s); building it", metadata_key, exc)
             version = await series_version(state.pool, tenant, study_uid, series_uid)
         else:
-            state.in_background(_cache_set(state, cache_key, body, SERIES_METADATA_TTL))
+            state.in_background(_keep_warm(state, warm_key, draft_key, body))
             return body
-    return await draft_series_metadata(state, tenant, study_uid, series_uid, version)
+    return await _current_draft(state, tenant, study_uid, series_uid, version, draft)
 
 
 async def draft_series_metadata(
@@ -99,14 +111,26 @@ async def draft_series_metadata(
     built once per version of the series (from the JSON the worker kept for each instance,
     else the files; kept in Redis; concurrent requests share one build), so repeated requests
     do not rebuild it."""
+    draft = await _cache_get(state, series_draft_key(tenant, study_uid, series_uid))
+    return await _current_draft(state, tenant, study_uid, series_uid, version, draft)
+
+
+async def _current_draft(
+    state: ApiState,
+    tenant: str,
+    study_uid: str,
+    series_uid: str,
+    version: str | None,
+    draft: bytes | None,
+) -> bytes | None:
+    """`draft` (the Redis entry: version, space, body) when it is at `version`, else a build."""
     if version is None:
         return None
+    if draft is not None:
+        draft_version, _, body = draft.partition(b" ")
+        if draft_version == version.encode():
+            return body
     draft_key = series_draft_key(tenant, study_uid, series_uid)
-    cached_version = cached = None
-    with _redis_is_a_cache():
-        cached_version, cached = await state.redis.hmget(draft_key, ["version", "body"])
-    if cached is not None and cached_version == version.encode():
-        return cached
     return await state.draft_builds.run(
         (draft_key, version),
         lambda: _build_draft(state, tenant, study_uid, series_uid, draft_key, version),
@@ -123,11 +147,9 @@ async def _build_draft(
     body = await asyncio.to_thread(
         build_series_metadata, state.storage, state.json_storage, tenant, instances
     )
-    with _redis_is_a_cache():
-        async with state.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(draft_key, mapping={"version": version, "body": body})
-            pipe.expire(draft_key, DRAFT_METADATA_TTL)
-            await pipe.execute()
+    state.in_background(
+        _cache_set(state, draft_key, version.encode() + b" " + body, DRAFT_METADATA_TTL)
+    )
     return body
 
 
@@ -149,6 +171,20 @@ async def _cache_get(state: ApiState, key: str) -> bytes | None:
 async def _cache_set(state: ApiState, key: str, body: bytes, ttl: int) -> None:
     with _redis_is_a_cache():
         await state.redis.set(key, body, ex=ttl)
+
+
+async def _cache_delete(state: ApiState, key: str) -> None:
+    with _redis_is_a_cache():
+        await state.redis.delete(key)
+
+
+async def _keep_warm(state: ApiState, warm_key: str, draft_key: str, body: bytes) -> None:
+    """The stable series' metadata into Redis, and its draft out (each request reads both)."""
+    with _redis_is_a_cache():
+        async with state.redis.pipeline(transaction=False) as pipe:
+            pipe.set(warm_key, body, ex=SERIES_METADATA_TTL)
+            pipe.delete(draft_key)
+            await pipe.execute()
 
 
 @contextlib.contextmanager

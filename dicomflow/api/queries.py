@@ -1,5 +1,7 @@
 """The read side: plain SQL on the PostgreSQL index, no HTTP types."""
 
+from typing import NamedTuple
+
 import asyncpg
 
 from dicomflow.core.index import SERIES_VERSION
@@ -31,12 +33,18 @@ async def study_series(pool: asyncpg.Pool, tenant: str, study_uid: str) -> list[
     return [r["series_uid"] for r in rows]
 
 
+class MetadataSource(NamedTuple):
+    """Where a series' metadata comes from: an instance key of the series when its precomputed
+    metadata is current (the file sits beside it), else the series' version to build at."""
+
+    precomputed_beside: str | None
+    version: str | None
+
+
 async def metadata_source(
     pool: asyncpg.Pool, tenant: str, study_uid: str, series_uid: str
-) -> tuple[str | None, str | None]:
-    """Where a series' metadata comes from, in one round trip: (an instance key of the series
-    when its precomputed metadata is current, else None; the series' version when it is not,
-    None when the series has no instances)."""
+) -> MetadataSource | None:
+    """The series' `MetadataSource` in one round trip; None when it has no instances."""
     row = await pool.fetchrow(
         "SELECT fresh.file_path,"
         f" CASE WHEN fresh.file_path IS NULL THEN ({SERIES_VERSION}) END AS version"
@@ -51,7 +59,9 @@ async def metadata_source(
         study_uid,
         series_uid,
     )
-    return row["file_path"], row["version"]
+    if row["file_path"] is None and row["version"] is None:
+        return None
+    return MetadataSource(row["file_path"], row["version"])
 
 
 async def retrievable_instances(

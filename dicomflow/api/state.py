@@ -13,7 +13,9 @@ from aiokafka.errors import KafkaError
 
 from dicomflow.api.compression import GzipCache
 from dicomflow.api.frame_layouts import FrameLayouts
-from dicomflow.api.instance_rows import InstanceRows
+from dicomflow.api.index_changes import IndexChanges
+from dicomflow.api.notified_cache import NotifiedCache
+from dicomflow.api.queries import MetadataSource
 from dicomflow.api.single_flight import SingleFlight
 from dicomflow.core.settings import Settings
 from dicomflow.core.storage import LocalStorage
@@ -35,7 +37,9 @@ class ApiState:
     metadata_gzip: GzipCache
     draft_builds: SingleFlight
     frame_layouts: FrameLayouts
-    instance_rows: InstanceRows
+    index_changes: IndexChanges
+    instance_rows: NotifiedCache[asyncpg.Record]  # `queries.instance` by instance
+    series_sources: NotifiedCache[MetadataSource]  # `queries.metadata_source` by series
     _background: set[asyncio.Task[None]] = field(default_factory=set)
 
     def in_background(self, work: Coroutine[Any, Any, None]) -> None:
@@ -54,7 +58,7 @@ class ApiState:
 
     async def close(self) -> None:
         await asyncio.gather(*self._background, return_exceptions=True)
-        await self.instance_rows.close()
+        await self.index_changes.close()
         await self.kafka.close()
         await self.redis.aclose()
         await self.search_pool.close()

@@ -14,5 +14,5 @@ def study_series_key(tenant: str, study_uid: str) -> str:
 
 
 def series_draft_key(tenant: str, study_uid: str, series_uid: str) -> str:
-    """Metadata built on demand for a series not stable yet, with the version it was built at."""
+    """Metadata built on demand for a series not stable yet: its version, a space, the body."""
     return f"dicomflow:series-metadata-draft:{tenant}:{study_uid}:{series_uid}"

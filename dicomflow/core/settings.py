@@ -71,6 +71,12 @@ class Settings(BaseSettings):
         description="Instance rows each API process keeps while PostgreSQL notifies their"
         " changes (~1.1 kB each); 0: none.",
     )
+    series_cache_entries: int = Field(
+        20_000,
+        description="Series whose metadata source (precomputed file, or version of the draft"
+        " kept in Redis) each API process keeps while PostgreSQL notifies their changes"
+        " (~0.5 kB each); 0: none.",
+    )
     frame_layout_cache_entries: int = Field(
         50_000,
         description="Stored files whose frame positions each API process remembers (~1.2 kB"

@@ -7,7 +7,7 @@ is recorded in `dicom_json_meta`; the Redis entry the API reads is refreshed.
 import asyncio
 import logging
 
-from dicomflow.core.cache import SERIES_METADATA_TTL, series_metadata_key
+from dicomflow.core.cache import SERIES_METADATA_TTL, series_draft_key, series_metadata_key
 from dicomflow.core.index import series_instances
 from dicomflow.core.series_metadata import build_series_metadata
 from dicomflow.core.storage import SeriesLocation
@@ -79,12 +79,12 @@ async def generate(res: Resources, event: StorageEvent, expected_instances: int)
     )
     location = SeriesLocation.of_instance_key(event.file_path)
     await asyncio.to_thread(res.json_storage.write_atomic, location.metadata_key, [body])
+    series = (event.tenant_id, event.study_uid, event.series_uid)
     try:
-        await res.redis.set(
-            series_metadata_key(event.tenant_id, event.study_uid, event.series_uid),
-            body,
-            ex=SERIES_METADATA_TTL,
-        )
+        async with res.redis.pipeline(transaction=False) as pipe:
+            pipe.set(series_metadata_key(*series), body, ex=SERIES_METADATA_TTL)
+            pipe.delete(series_draft_key(*series))  # the API reads both at every request
+            await pipe.execute()
     except Exception as exc:  # Redis is a cache: the API falls back to the file
         log.warning("could not refresh the Redis entry of %s: %s", event.series_uid, exc)
 

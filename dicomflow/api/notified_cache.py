@@ -1,0 +1,70 @@
+"""Index rows kept in memory while PostgreSQL says they have not changed.
+
+Each kept value is the answer of one lookup by key (an instance's row, where a series'
+metadata comes from), read from PostgreSQL once and then served from memory: ~0.1-0.2 ms and
+the wake-up of a PostgreSQL backend saved per request. A trigger notifies every change on the
+cache's channel with the key as `a|b|c`; an empty payload (TRUNCATE) means every key. Values
+are kept only while `IndexChanges` listens, and a value read while a change was notified is not
+kept (it may predate the change).
+"""
+
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from typing import Generic, TypeVar
+
+from dicomflow.api.index_changes import IndexChanges
+
+V = TypeVar("V")
+Key = tuple[str, ...]
+
+
+class NotifiedCache(Generic[V]):
+    """The least recently used values of `read`, at most `max_entries` (0: none kept)."""
+
+    def __init__(
+        self,
+        changes: IndexChanges,
+        channel: str,
+        read: Callable[..., Awaitable[V | None]],
+        max_entries: int,
+    ) -> None:
+        self._changes = changes
+        self._read = read
+        self.max_entries = max_entries
+        self._kept: OrderedDict[Key, V] = OrderedDict()
+        self._notified = 0  # notifications and losses seen so far
+        if max_entries > 0:
+            changes.subscribe(channel, self._on_change, self._forget_all)
+
+    def __len__(self) -> int:
+        return len(self._kept)
+
+    async def get(self, *key: str) -> V | None:
+        """`read(*key)`, from memory when kept; None (never kept) when there is no such row."""
+        value = self._kept.get(key)
+        if value is not None:
+            self._kept.move_to_end(key)
+            return value
+        notified = self._notified
+        value = await self._read(*key)
+        if (
+            value is not None
+            and self.max_entries > 0
+            and self._changes.listening
+            and notified == self._notified
+        ):
+            self._kept[key] = value
+            while len(self._kept) > self.max_entries:
+                self._kept.popitem(last=False)
+        return value
+
+    def _on_change(self, payload: str) -> None:
+        self._notified += 1
+        if payload:
+            self._kept.pop(tuple(payload.split("|")), None)
+        else:
+            self._kept.clear()
+
+    def _forget_all(self) -> None:
+        self._notified += 1
+        self._kept.clear()
