@@ -4,6 +4,7 @@ import asyncio
 import io
 import os
 from collections.abc import Coroutine, Sequence
+from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -22,9 +23,11 @@ from pydicom.dataset import Dataset
 from pydicom.encaps import generate_frames
 from pydicom.uid import ExplicitVRLittleEndian
 
-from dicomflow.api import metadata
-from dicomflow.api.metadata import draft_series_metadata
+from dicomflow.api import metadata, queries
+from dicomflow.api.index_changes import SERIES_CHANNEL, IndexChanges
+from dicomflow.api.metadata import draft_series_metadata, series_metadata
 from dicomflow.api.multipart import MultipartReader, PartStart, parse_content_type
+from dicomflow.api.notified_cache import NotifiedCache
 from dicomflow.api.single_flight import SingleFlight
 from dicomflow.core.cache import series_draft_key
 from dicomflow.core.db import create_pool
@@ -377,7 +380,8 @@ def test_metadata_is_gzipped_when_accepted_and_follows_a_changed_series(
 def draft_state(
     system: RunningServices, pool: asyncpg.Pool, redis: aioredis.Redis
 ) -> SimpleNamespace:
-    """What `draft_series_metadata` uses of the API's state, on the running system's stores."""
+    """What series metadata uses of the API's state, on the running system's stores (series
+    sources read from PostgreSQL each time)."""
     background: set[asyncio.Future[None]] = set()
 
     def in_background(work: Coroutine[object, object, None]) -> None:
@@ -392,6 +396,9 @@ def draft_state(
         json_storage=LocalStorage(Path(system.env["DICOMFLOW_JSON_ROOT"])),
         draft_builds=SingleFlight(),
         in_background=in_background,
+        series_sources=NotifiedCache(
+            IndexChanges(""), SERIES_CHANNEL, partial(queries.metadata_source, pool), 0
+        ),
     )
 
 
@@ -428,7 +435,8 @@ async def test_metadata_of_a_series_not_stable_yet_is_built_once_per_version(
     monkeypatch.setattr(metadata, "build_series_metadata", counted_build)
 
     async def draft(*of: str) -> bytes | None:
-        return await draft_series_metadata(state, *of, await series_version(pool, *of))
+        kept = await cache.get(series_draft_key(*of))
+        return await draft_series_metadata(state, *of, await series_version(pool, *of), kept)
 
     try:
         first = await draft(*series)
@@ -463,7 +471,7 @@ async def test_metadata_is_built_from_the_files_when_redis_is_down(
     try:
         series = ("default", uid_root, f"{uid_root}.1")
         for _ in range(2):
-            body = await draft_series_metadata(state, *series, await series_version(pool, *series))
+            body = await series_metadata(state, *series)  # type: ignore[arg-type]
             assert body is not None and len(orjson.loads(body)) == 2
     finally:
         await nowhere.aclose()

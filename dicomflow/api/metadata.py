@@ -101,21 +101,10 @@ async def series_metadata(
         else:
             state.in_background(_keep_warm(state, warm_key, draft_key, body))
             return body
-    return await _current_draft(state, tenant, study_uid, series_uid, version, draft)
+    return await draft_series_metadata(state, tenant, study_uid, series_uid, version, draft)
 
 
 async def draft_series_metadata(
-    state: ApiState, tenant: str, study_uid: str, series_uid: str, version: str | None
-) -> bytes | None:
-    """Metadata of a series not stable yet, at `version` (None: the series has no instances):
-    built once per version of the series (from the JSON the worker kept for each instance,
-    else the files; kept in Redis; concurrent requests share one build), so repeated requests
-    do not rebuild it."""
-    draft = await _cache_get(state, series_draft_key(tenant, study_uid, series_uid))
-    return await _current_draft(state, tenant, study_uid, series_uid, version, draft)
-
-
-async def _current_draft(
     state: ApiState,
     tenant: str,
     study_uid: str,
@@ -123,7 +112,10 @@ async def _current_draft(
     version: str | None,
     draft: bytes | None,
 ) -> bytes | None:
-    """`draft` (the Redis entry: version, space, body) when it is at `version`, else a build."""
+    """Metadata of a series not stable yet, at `version` (None: the series has no instances):
+    `draft`, its entry in Redis (version, space, body), when it is at that version; else built
+    from the JSON the worker kept for each instance (else the files), kept in Redis, concurrent
+    requests sharing one build."""
     if version is None:
         return None
     if draft is not None:

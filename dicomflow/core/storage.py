@@ -138,8 +138,13 @@ class LocalStorage:
         return open(self._path(key), "rb")
 
     def read_bytes(self, key: str) -> bytes:
-        with open(self._file_name(key), "rb") as fh:
-            return fh.read()
+        """The whole file, of less than 2 GiB, in one read: a third cheaper than a Python file
+        object's (a series' metadata build reads one small file per instance)."""
+        fd = os.open(self._file_name(key), os.O_RDONLY)
+        try:
+            return os.pread(fd, os.fstat(fd).st_size, 0)
+        finally:
+            os.close(fd)
 
     def read_if_cached(self, key: str, limit: int) -> memoryview | None:
         """The whole file if it is at most `limit` bytes and all in the page cache, else None.
