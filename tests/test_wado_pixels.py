@@ -12,17 +12,20 @@ from PIL import Image
 from pydicom.data import get_testdata_file
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
-from pydicom.encaps import generate_frames
+from pydicom.encaps import encapsulate, generate_frames
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import (
     DeflatedExplicitVRLittleEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
+    RLELossless,
 )
 
 from dicomflow.api.bulkdata import bulk_value, parse_path
 from dicomflow.api.frame_layouts import (
+    ENCAPSULATED_VALUE_LIMIT,
     EncapsulatedFrames,
+    FragmentedFrames,
     FrameLayout,
     FrameLayouts,
     NativeFrames,
@@ -93,8 +96,8 @@ def open_with_identity(path: Path) -> StoredPixels:
 
 def layout_read(path: Path) -> FrameLayout | None:
     pixels = open_with_identity(path)
-    pixels.fh.close()
-    return layout_of(pixels)
+    with pixels.fh:
+        return layout_of(pixels)
 
 
 def read_frames(path: Path, layout: FrameLayout, indexes: list[int]) -> list[bytes] | None:
@@ -168,8 +171,6 @@ def test_native_frames_in_the_page_cache_are_read_without_waiting(tmp_path: Path
 
 def pydicom_layout(path: Path) -> FrameLayout | None:
     """The layout as pydicom reads the file, every value left in it (so its offset is known)."""
-    with open(path, "rb") as fh:
-        identity = FileIdentity.of(fh.fileno())
     try:
         ds = pydicom.dcmread(path, defer_size=1)
     except InvalidDicomError:  # no Part 10 header: never stored as such
@@ -178,7 +179,9 @@ def pydicom_layout(path: Path) -> FrameLayout | None:
     syntax = ds.file_meta.get("TransferSyntaxUID")
     if not isinstance(raw, RawDataElement) or raw.value_tell is None or syntax is None:
         return None
-    return layout_of(StoredPixels(io.BytesIO(), ds, syntax, raw.value_tell, raw.length, identity))
+    with open(path, "rb") as fh:
+        identity = FileIdentity.of(fh.fileno())
+        return layout_of(StoredPixels(fh, ds, syntax, raw.value_tell, raw.length, identity))
 
 
 def pydicom_frames(path: Path) -> list[bytes]:
@@ -220,6 +223,53 @@ def test_frames_are_located_as_pydicom_reads_them(tmp_path: Path) -> None:
         path, _ = multiframe(tmp_path, frames=3, size=300, syntax=syntax)
         layout = located(path)
         assert layout is not None and layout == pydicom_layout(path) and layout.frames == 3
+
+
+def large_encapsulated(
+    tmp_path: Path, frames: int, fragments_per_frame: int, has_bot: bool
+) -> tuple[Path, list[bytes]]:
+    """An RLE-labelled multi-frame file whose Pixel Data value is over ENCAPSULATED_VALUE_LIMIT
+    (frames of random bytes: layouts never decode); its frames."""
+    path = tmp_path / "cine.dcm"
+    ds = make_ct(path, study_uid="1.2.3", series_uid="1.2.3.4", size=16)
+    rng = np.random.default_rng(7)
+    size = ENCAPSULATED_VALUE_LIMIT // frames + 2 * fragments_per_frame * (1 + frames)
+    data = [rng.integers(0, 256, size - size % 2, np.uint8).tobytes() for _ in range(frames)]
+    ds.file_meta.TransferSyntaxUID = RLELossless
+    ds.NumberOfFrames = frames
+    ds.PixelData = encapsulate(data, fragments_per_frame=fragments_per_frame, has_bot=has_bot)
+    ds["PixelData"].VR = "OB"
+    ds["PixelData"].is_undefined_length = True
+    ds.save_as(path, enforce_file_format=True)
+    return path, data
+
+
+@pytest.mark.parametrize(
+    ("frames", "fragments_per_frame", "has_bot"),
+    [(5, 1, True), (5, 3, True), (5, 1, False), (1, 3, False)],
+)
+def test_frames_of_a_large_encapsulated_value_are_read_alone(
+    tmp_path: Path, frames: int, fragments_per_frame: int, has_bot: bool
+) -> None:
+    """An offset table, one fragment a frame or a single frame: each frame's fragments are
+    remembered, and read as pydicom's `get_frame` reads them."""
+    path, data = large_encapsulated(tmp_path, frames, fragments_per_frame, has_bot)
+    assert path.stat().st_size > ENCAPSULATED_VALUE_LIMIT
+    layout = layout_read(path)
+    assert isinstance(layout, FragmentedFrames) and layout.frames == frames
+    indexes = list(range(frames))[::-1]
+    assert read_frames(path, layout, indexes) == [data[i] for i in indexes]
+    assert read_frames(path, layout, indexes) == [pydicom_frames(path)[i] for i in indexes]
+    assert layout.read_if_cached(LocalStorage(tmp_path), path.name, [0], len(data[0]) - 1) is None
+
+
+def test_fragments_not_told_apart_without_an_offset_table_are_left_to_pydicom(
+    tmp_path: Path,
+) -> None:
+    """Several frames in more fragments, no offset table: only the frames' own markers
+    (JPEG's) tell where each ends, which pydicom looks for when it reads the file."""
+    path, _ = large_encapsulated(tmp_path, 4, fragments_per_frame=2, has_bot=False)
+    assert layout_read(path) is None
 
 
 def test_frames_are_not_located_beyond_the_bytes_given() -> None:

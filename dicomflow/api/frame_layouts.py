@@ -5,19 +5,25 @@ A layout names the file it was taken from (`FileIdentity`): a replaced file neve
 layout, whatever the cache holds.
 """
 
+import struct
+from array import array
+from bisect import bisect_left
 from collections import OrderedDict
 from dataclasses import dataclass
+from itertools import pairwise
+from typing import BinaryIO
 
-from pydicom.encaps import get_frame
+from pydicom.encaps import get_frame, parse_basic_offsets, parse_fragments
 from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from dicomflow.api.pixels import StoredPixels, frame_index
 from dicomflow.core.dicom_json import UNDEFINED_LENGTH
 from dicomflow.core.storage import FileIdentity, LocalStorage
 
-# An encapsulated value read whole for each frame request: beyond this, reading only the
-# frame's fragments from the file in a worker thread costs less.
+# An encapsulated value read whole for each frame request: beyond this, each frame's fragments
+# are remembered (`FragmentedFrames`) and read alone.
 ENCAPSULATED_VALUE_LIMIT = 1 << 20
+ITEM_HEADER_SIZE = 8  # (FFFE,E000) and a 4-byte length
 _LITTLE_ENDIAN_NATIVE = frozenset({ImplicitVRLittleEndian, ExplicitVRLittleEndian})
 
 Frame = bytes | memoryview
@@ -107,17 +113,113 @@ class EncapsulatedFrames(_FramesOfAFile):
             return None  # pydicom reading the file decides what to answer
 
 
-FrameLayout = NativeFrames | EncapsulatedFrames
+@dataclass(frozen=True)
+class FragmentedFrames(_FramesOfAFile):
+    """Encapsulated pixel data too large to read whole (a cine): where each fragment's bytes lie
+    in the file, and which fragments make each frame (from the Basic Offset Table, or one
+    fragment a frame, or all for one frame, as pydicom's `get_frame` reads them). Kept in
+    arrays: 16 bytes a frame of one fragment."""
+
+    syntax: UID
+    file: FileIdentity
+    starts: array  # of each fragment's bytes in the file
+    sizes: array  # of each fragment
+    first_fragments: array  # of each frame
+    frames: int
+
+    @classmethod
+    def read(
+        cls, fh: BinaryIO, syntax: str, file: FileIdentity, offset: int, frames: int
+    ) -> "FragmentedFrames | None":
+        """The layout of the encapsulated value whose Basic Offset Table item is at `offset`
+        of `fh` (item headers read, fragments skipped); None when its frames cannot be told
+        apart without reading them (no offset table, several frames, more fragments)."""
+        try:
+            fh.seek(offset)
+            frame_offsets = parse_basic_offsets(fh)
+            first = fh.tell()
+            count, positions = parse_fragments(fh)
+            if count == 0:
+                return None
+            fh.seek(positions[-1] + 4)
+            (last_size,) = struct.unpack("<L", fh.read(4))
+        except (ValueError, struct.error):
+            return None
+        if positions[-1] + ITEM_HEADER_SIZE + last_size > file.size:
+            return None
+        firsts = _first_fragments(frame_offsets, [p - first for p in positions], frames)
+        if firsts is None:
+            return None
+        sizes = [b - a - ITEM_HEADER_SIZE for a, b in pairwise(positions)] + [last_size]
+        starts = [position + ITEM_HEADER_SIZE for position in positions]
+        return cls(
+            UID(syntax), file, array("q", starts), array("I", sizes), array("I", firsts), frames
+        )
+
+    def read_if_cached(
+        self, storage: LocalStorage, key: str, indexes: list[int], limit: int
+    ) -> list[Frame] | None:
+        """Frames `indexes` as stored (their fragments joined), if the file is still this one,
+        they are in the page cache and together at most `limit` bytes; else None."""
+        ranges = [self._fragment_range(index) for index in indexes]
+        spans = [
+            (self.starts[fragment], self.sizes[fragment])
+            for start, end in ranges
+            for fragment in range(start, end)
+        ]
+        if sum(size for _, size in spans) > limit:
+            return None
+        read = storage.read_spans_if_cached(key, self.file, spans)
+        if read is None:
+            return None
+        frames: list[Frame] = []
+        taken = 0
+        for start, end in ranges:
+            parts = read[taken : taken + end - start]
+            frames.append(parts[0] if len(parts) == 1 else b"".join(parts))
+            taken += end - start
+        return frames
+
+    def _fragment_range(self, index: int) -> tuple[int, int]:
+        last = index + 1 == self.frames
+        end = len(self.starts) if last else self.first_fragments[index + 1]
+        return self.first_fragments[index], end
+
+
+def _first_fragments(
+    frame_offsets: list[int], fragment_offsets: list[int], frames: int
+) -> list[int] | None:
+    """The index of each frame's first fragment: from the Basic Offset Table (each offset must
+    be a fragment's), else one fragment a frame, else all fragments for a single frame."""
+    if frame_offsets:
+        if len(frame_offsets) != frames:
+            return None
+        firsts = [bisect_left(fragment_offsets, offset) for offset in frame_offsets]
+        for index, offset in zip(firsts, frame_offsets, strict=True):
+            if index >= len(fragment_offsets) or fragment_offsets[index] != offset:
+                return None
+        return firsts if firsts == sorted(set(firsts)) else None
+    if len(fragment_offsets) == frames or frames == 1:
+        return list(range(frames))
+    return None
+
+
+FrameLayout = NativeFrames | EncapsulatedFrames | FragmentedFrames
 
 
 def layout_of(pixels: StoredPixels) -> FrameLayout | None:
     """Where the frames of an open stored instance lie, when that is known (an Extended Offset
-    Table is left to the file's own reading)."""
+    Table is left to the file's own reading). Reads the item headers of a large encapsulated
+    value: call it where blocking reads are allowed."""
     if pixels.file is None or pixels.offset is None:
         return None
     if pixels.encapsulated:
         if "ExtendedOffsetTable" in pixels.ds:
             return None
+        if pixels.file.size - pixels.offset > ENCAPSULATED_VALUE_LIMIT:
+            return FragmentedFrames.read(
+                pixels.fh, pixels.syntax, pixels.file, pixels.offset, pixels.frames
+            )
         return EncapsulatedFrames.of(
             pixels.syntax, pixels.file, pixels.offset, pixels.length, pixels.frames
         )

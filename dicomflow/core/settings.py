@@ -80,7 +80,8 @@ class Settings(BaseSettings):
     frame_layout_cache_entries: int = Field(
         50_000,
         description="Stored files whose frame positions each API process remembers (~1.2 kB"
-        " each): a frame request then needs no header parse; 0: none.",
+        " each, and 16 bytes a frame for compressed multi-frame values over 1 MiB): a frame"
+        " request then needs no header parse; 0: none.",
     )
     viewer_dir: Path = Field(
         Path("viewer/dist"), description="The OHIF viewer served at /viewer/ (make setup)."

@@ -44,6 +44,7 @@ from dicomflow.api.state import ApiState
 from dicomflow.api.transcode import as_stored_only, can_transcode
 from dicomflow.core.cache import series_metadata_key, study_series_key
 from dicomflow.core.series_metadata import build_series_metadata
+from dicomflow.core.storage import LocalStorage
 
 INSTANCE = "/studies/{study}/series/{series}/instances/{instance}"
 
@@ -181,13 +182,23 @@ async def _instances_response(
         return await multipart_response(parts, choices[instances[0].transfer_syntax])
 
 
+def _open_with_layout(storage: LocalStorage, key: str) -> tuple[StoredPixels, FrameLayout | None]:
+    """The stored instance open for its pixels, and where its frames lie (blocking)."""
+    pixels = open_stored_pixels(storage, key)
+    try:
+        return pixels, layout_of(pixels)
+    except BaseException:
+        pixels.fh.close()
+        raise
+
+
 async def _pixels_response(
     state: ApiState, key: str, accept: str | None, parts_of: PartsOf
 ) -> Response:
     """Negotiate frames or pixel data bulk data against the stored syntax, then stream them."""
     with http_errors():
-        pixels = await asyncio.to_thread(open_stored_pixels, state.storage, key)
-        if (layout := layout_of(pixels)) is not None:
+        pixels, layout = await asyncio.to_thread(_open_with_layout, state.storage, key)
+        if layout is not None:
             state.frame_layouts.put(key, layout)
         try:
             choice = choose_frame_media(accept, pixels.syntax, can_transcode)
