@@ -22,29 +22,26 @@ BEGIN
 END
 $$;
 
-CREATE TRIGGER dicom_image_meta_series_inserted AFTER INSERT ON dicom_image_meta
-    FOR EACH ROW EXECUTE FUNCTION notify_series_changed();
-CREATE TRIGGER dicom_image_meta_series_updated AFTER UPDATE ON dicom_image_meta
-    FOR EACH ROW WHEN (OLD.* IS DISTINCT FROM NEW.*) EXECUTE FUNCTION notify_series_changed();
-CREATE TRIGGER dicom_image_meta_series_deleted AFTER DELETE ON dicom_image_meta
-    FOR EACH ROW EXECUTE FUNCTION notify_series_changed();
-CREATE TRIGGER dicom_image_meta_series_truncated AFTER TRUNCATE ON dicom_image_meta
-    FOR EACH STATEMENT EXECUTE FUNCTION notify_series_changed();
-
-CREATE TRIGGER dicom_state_meta_series_inserted AFTER INSERT ON dicom_state_meta
-    FOR EACH ROW EXECUTE FUNCTION notify_series_changed();
-CREATE TRIGGER dicom_state_meta_series_updated AFTER UPDATE ON dicom_state_meta
-    FOR EACH ROW WHEN (OLD.* IS DISTINCT FROM NEW.*) EXECUTE FUNCTION notify_series_changed();
-CREATE TRIGGER dicom_state_meta_series_deleted AFTER DELETE ON dicom_state_meta
-    FOR EACH ROW EXECUTE FUNCTION notify_series_changed();
-CREATE TRIGGER dicom_state_meta_series_truncated AFTER TRUNCATE ON dicom_state_meta
-    FOR EACH STATEMENT EXECUTE FUNCTION notify_series_changed();
-
-CREATE TRIGGER dicom_json_meta_series_inserted AFTER INSERT ON dicom_json_meta
-    FOR EACH ROW EXECUTE FUNCTION notify_series_changed();
-CREATE TRIGGER dicom_json_meta_series_updated AFTER UPDATE ON dicom_json_meta
-    FOR EACH ROW WHEN (OLD.* IS DISTINCT FROM NEW.*) EXECUTE FUNCTION notify_series_changed();
-CREATE TRIGGER dicom_json_meta_series_deleted AFTER DELETE ON dicom_json_meta
-    FOR EACH ROW EXECUTE FUNCTION notify_series_changed();
-CREATE TRIGGER dicom_json_meta_series_truncated AFTER TRUNCATE ON dicom_json_meta
-    FOR EACH STATEMENT EXECUTE FUNCTION notify_series_changed();
+-- On each table that says something of a series: rows inserted, really changed (a row written
+-- again with the same values notifies nothing), deleted, and the table truncated.
+DO $$
+DECLARE
+    series_table text;
+BEGIN
+    FOREACH series_table IN ARRAY ARRAY['dicom_image_meta', 'dicom_state_meta', 'dicom_json_meta']
+    LOOP
+        EXECUTE format('CREATE TRIGGER %I AFTER INSERT ON %I FOR EACH ROW'
+            ' EXECUTE FUNCTION notify_series_changed()', series_table || '_series_inserted',
+            series_table);
+        EXECUTE format('CREATE TRIGGER %I AFTER UPDATE ON %I FOR EACH ROW'
+            ' WHEN (OLD.* IS DISTINCT FROM NEW.*) EXECUTE FUNCTION notify_series_changed()',
+            series_table || '_series_updated', series_table);
+        EXECUTE format('CREATE TRIGGER %I AFTER DELETE ON %I FOR EACH ROW'
+            ' EXECUTE FUNCTION notify_series_changed()', series_table || '_series_deleted',
+            series_table);
+        EXECUTE format('CREATE TRIGGER %I AFTER TRUNCATE ON %I FOR EACH STATEMENT'
+            ' EXECUTE FUNCTION notify_series_changed()', series_table || '_series_truncated',
+            series_table);
+    END LOOP;
+END
+$$;
