@@ -2,6 +2,7 @@
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import partial
+from typing import TypeVar
 
 import asyncpg
 import pytest
@@ -15,6 +16,7 @@ from dicomflow.api.index_changes import (
 )
 from dicomflow.api.notified_cache import NotifiedCache
 from dicomflow.api.queries import MetadataSource
+from dicomflow.api.row_prefetch import SeriesRowPrefetch
 from dicomflow.core.db import create_pool
 from dicomflow.core.settings import Settings
 from tests.services import async_wait_for
@@ -22,6 +24,7 @@ from tests.services import async_wait_for
 TENANT = "rows-test"
 ELE, RLE = "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.5"
 Key = tuple[str, str, str, str]
+T = TypeVar("T")
 
 
 @pytest.fixture
@@ -192,14 +195,13 @@ async def test_rows_are_read_from_postgresql_while_nobody_listens(
 # --- where a series' metadata comes from -------------------------------------------------------
 
 
-async def seen_after(
-    notified: list[str], series: tuple[str, ...], change: Awaitable[object]
-) -> None:
+async def seen_after(notified: list[str], series: tuple[str, ...], change: Awaitable[T]) -> T:
     """Make `change`, then wait until the cache has been told that `series` changed."""
     payload = "|".join(series)
     before = notified.count(payload)
-    await change
+    done = await change
     await until(lambda: notified.count(payload) > before, f"a notification for {payload}")
+    return done
 
 
 async def mark_stable_with_metadata(pool: asyncpg.Pool, series: tuple[str, ...]) -> None:
@@ -263,3 +265,32 @@ async def test_another_series_changing_keeps_the_source(
     await seen_after(notified, other, mark_stable_with_metadata(pool, other))
     await sources.get(*series)
     assert reads == [series]
+
+
+async def test_a_series_rows_are_read_at_once_until_the_series_changes(
+    pool: asyncpg.Pool,
+    changes: IndexChanges,
+    reads: list[tuple[str, ...]],
+    notified: list[str],
+    uid_root: str,
+) -> None:
+    """What a series' metadata request leaves for the frame requests that follow it."""
+    rows = NotifiedCache(
+        changes, INSTANCE_CHANNEL, counted(partial(queries.instance, pool), reads), 100
+    )
+    prefetch = SeriesRowPrefetch(pool, changes, rows, max_series=10)
+    changes.subscribe(SERIES_CHANNEL, notified.append, lambda: None)
+    await changes.start()
+    series = (TENANT, uid_root, f"{uid_root}.1")
+    keys = [await seen_after(notified, series, insert(pool, uid_root, n)) for n in (1, 2, 3)]
+
+    assert prefetch.needed(*series)
+    await prefetch.run(*series)
+    assert not prefetch.needed(*series)
+    for key in keys:
+        row = await rows.get(*key)
+        assert row is not None and row["sop_uid"] == key[-1]
+    assert reads == []  # every row was read with the series
+
+    await seen_after(notified, series, insert(pool, uid_root, 4))
+    assert prefetch.needed(*series)

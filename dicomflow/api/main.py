@@ -22,6 +22,7 @@ from dicomflow.api.frame_layouts import FrameLayouts
 from dicomflow.api.index_changes import INSTANCE_CHANNEL, SERIES_CHANNEL, IndexChanges
 from dicomflow.api.notified_cache import NotifiedCache
 from dicomflow.api.routes import health, qido, rendered, stow, viewer, wado
+from dicomflow.api.row_prefetch import SeriesRowPrefetch
 from dicomflow.api.single_flight import SingleFlight
 from dicomflow.api.state import ApiState
 from dicomflow.core.db import create_pool
@@ -76,6 +77,9 @@ def create_app(settings: Settings) -> FastAPI:
             partial(queries.metadata_source, pool),
             settings.series_cache_entries,
         )
+        row_prefetch = SeriesRowPrefetch(
+            pool, index_changes, instance_rows, settings.series_cache_entries
+        )
         await index_changes.start()
         state = ApiState(
             settings=settings,
@@ -92,6 +96,7 @@ def create_app(settings: Settings) -> FastAPI:
             index_changes=index_changes,
             instance_rows=instance_rows,
             series_sources=series_sources,
+            row_prefetch=row_prefetch,
         )
         app.state.api = state
         access_log.start()

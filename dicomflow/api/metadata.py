@@ -58,6 +58,13 @@ async def metadata_response(
     return Response(absolute, media_type=DICOM_JSON, headers=headers)
 
 
+def prefetch_instance_rows(state: ApiState, tenant: str, study_uid: str, series_uid: str) -> None:
+    """After the answer, read the series' instance rows into memory if they may not be there:
+    a viewer asks for every instance's frames next."""
+    if state.row_prefetch.needed(tenant, study_uid, series_uid):
+        state.in_background(state.row_prefetch.run(tenant, study_uid, series_uid))
+
+
 async def study_series(state: ApiState, tenant: str, study_uid: str) -> list[str]:
     """The study's series UIDs: Redis first (the stream job drops the entry on any change)."""
     key = study_series_key(tenant, study_uid)

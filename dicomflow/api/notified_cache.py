@@ -9,7 +9,7 @@ kept (it may predate the change).
 """
 
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Generic, TypeVar
 
 from dicomflow.api.index_changes import IndexChanges
@@ -57,6 +57,25 @@ class NotifiedCache(Generic[V]):
             while len(self._kept) > self.max_entries:
                 self._kept.popitem(last=False)
         return value
+
+    def holds(self, *key: str) -> bool:
+        return key in self._kept
+
+    async def keep_all(self, read: Callable[[], Awaitable[Iterable[tuple[Key, V]]]]) -> int:
+        """Keep every `(key, value)` that `read` gives (the rows a lookup by key would give),
+        unless a change was notified while it read; how many were kept."""
+        if self.max_entries <= 0:
+            return 0
+        notified = self._notified
+        values = list(await read())
+        if not self._changes.listening or notified != self._notified:
+            return 0
+        for key, value in values[-self.max_entries :]:
+            self._kept[key] = value
+            self._kept.move_to_end(key)
+        while len(self._kept) > self.max_entries:
+            self._kept.popitem(last=False)
+        return min(len(values), self.max_entries)
 
     def _on_change(self, payload: str) -> None:
         self._notified += 1

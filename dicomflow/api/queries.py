@@ -9,18 +9,26 @@ from dicomflow.core.index import SERIES_VERSION
 _ORDER = "ORDER BY series_uid, instance_number NULLS LAST, sop_uid"
 
 
+_INSTANCE_ROW = (
+    "SELECT study_uid, series_uid, sop_uid, file_path, transfer_syntax_uid, sop_class_uid,"
+    " number_of_frames, file_size FROM dicom_image_meta"
+    " WHERE tenant_id = $1 AND study_uid = $2 AND series_uid = $3"
+)
+
+
 async def instance(
     pool: asyncpg.Pool, tenant: str, study_uid: str, series_uid: str, sop_uid: str
 ) -> asyncpg.Record | None:
     return await pool.fetchrow(
-        "SELECT study_uid, series_uid, sop_uid, file_path, transfer_syntax_uid, sop_class_uid,"
-        " number_of_frames, file_size FROM dicom_image_meta"
-        " WHERE tenant_id = $1 AND study_uid = $2 AND series_uid = $3 AND sop_uid = $4",
-        tenant,
-        study_uid,
-        series_uid,
-        sop_uid,
+        _INSTANCE_ROW + " AND sop_uid = $4", tenant, study_uid, series_uid, sop_uid
     )
+
+
+async def series_instance_rows(
+    pool: asyncpg.Pool, tenant: str, study_uid: str, series_uid: str
+) -> list[asyncpg.Record]:
+    """The `instance` row of every instance of the series."""
+    return await pool.fetch(_INSTANCE_ROW, tenant, study_uid, series_uid)
 
 
 async def study_series(pool: asyncpg.Pool, tenant: str, study_uid: str) -> list[str]:

@@ -16,7 +16,12 @@ from dicomflow.api.bulkdata import bulk_value, parse_path
 from dicomflow.api.deps import Instance, Series, Study
 from dicomflow.api.frame_layouts import FrameLayout, layout_of
 from dicomflow.api.frame_locator import HEAD_SIZE, locate_frames
-from dicomflow.api.metadata import metadata_response, series_metadata, study_series
+from dicomflow.api.metadata import (
+    metadata_response,
+    prefetch_instance_rows,
+    series_metadata,
+    study_series,
+)
 from dicomflow.api.multipart import Part
 from dicomflow.api.negotiation import Choice, NotAcceptable, choose_frame_media
 from dicomflow.api.pixels import PIXEL_DATA, NotFound, StoredPixels
@@ -61,6 +66,8 @@ async def study_metadata(request: Request, ref: Study) -> Response:
     bodies = [body for body in bodies if body and body != b"[]"]
     if not bodies:
         raise HTTPException(404, f"study {study} not found")
+    for series in series_uids:
+        prefetch_instance_rows(state, tenant, study, series)
     body = b"[" + b",".join(body[1:-1] for body in bodies) + b"]"
     return await metadata_response(request, state, body, study_series_key(tenant, study))
 
@@ -70,6 +77,7 @@ async def series_metadata_route(request: Request, ref: Series) -> Response:
     body = await series_metadata(ref.state, ref.tenant, ref.study, ref.series)
     if body is None:
         raise HTTPException(404, f"series {ref.series} of study {ref.study} not found")
+    prefetch_instance_rows(ref.state, ref.tenant, ref.study, ref.series)
     key = series_metadata_key(ref.tenant, ref.study, ref.series)
     return await metadata_response(request, ref.state, body, key)
 
