@@ -370,8 +370,9 @@ class Bench:
         return Row(operation, encoding_name, "", ours, theirs)
 
     def first_frames(self, ct500: Manifest) -> Row:
-        """Frame 1 of a different instance each time, as a viewer loads a series: every request
-        is the first for its file on both servers (nothing of it remembered but the page cache)."""
+        """Frame 1 of a different instance each time, as a viewer loads a series after its
+        metadata (asked for by the rows before): every request is the first for its file on
+        both servers (its frame layout not remembered, the file in the page cache)."""
         operation = "first frame of each instance"
         log(f"{operation}: dicomflow and Orthanc, alternating")
         series = f"/studies/{ct500.study_uid}/series/{ct500.series_uid}"
