@@ -47,15 +47,8 @@ class NotifiedCache(Generic[V]):
             return value
         notified = self._notified
         value = await self._read(*key)
-        if (
-            value is not None
-            and self.max_entries > 0
-            and self._changes.listening
-            and notified == self._notified
-        ):
-            self._kept[key] = value
-            while len(self._kept) > self.max_entries:
-                self._kept.popitem(last=False)
+        if value is not None and self._unchanged_since(notified):
+            self._keep([(key, value)])
         return value
 
     def holds(self, *key: str) -> bool:
@@ -67,15 +60,22 @@ class NotifiedCache(Generic[V]):
         if self.max_entries <= 0:
             return 0
         notified = self._notified
-        values = list(await read())
-        if not self._changes.listening or notified != self._notified:
+        values = list(await read())[-self.max_entries :]
+        if not self._unchanged_since(notified):
             return 0
-        for key, value in values[-self.max_entries :]:
+        self._keep(values)
+        return len(values)
+
+    def _unchanged_since(self, notified: int) -> bool:
+        """Whether what was read after `notified` notifications may be kept."""
+        return self.max_entries > 0 and self._changes.listening and notified == self._notified
+
+    def _keep(self, values: Iterable[tuple[Key, V]]) -> None:
+        for key, value in values:
             self._kept[key] = value
             self._kept.move_to_end(key)
         while len(self._kept) > self.max_entries:
             self._kept.popitem(last=False)
-        return min(len(values), self.max_entries)
 
     def _on_change(self, payload: str) -> None:
         self._notified += 1
