@@ -4,7 +4,8 @@ from pathlib import Path
 
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+from pydicom.encaps import encapsulate
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, RLELossless, generate_uid
 
 
 def make_ct(
@@ -64,3 +65,30 @@ def make_ct(
     ds.PixelData = pixels.tobytes()
     ds.save_as(path, enforce_file_format=True)
     return ds
+
+
+def make_cine(
+    path: Path,
+    *,
+    study_uid: str,
+    series_uid: str,
+    sop_uid: str,
+    frame_size: int,
+    frames: int,
+    fragments_per_frame: int = 1,
+    has_bot: bool = True,
+    seed: int = 7,
+) -> list[bytes]:
+    """A multi-frame instance labelled RLE Lossless whose frames are random bytes (nothing
+    here decodes them), encapsulated as asked; its frames."""
+    ds = make_ct(path, study_uid=study_uid, series_uid=series_uid, sop_uid=sop_uid, size=16)
+    rng = np.random.default_rng(seed)
+    even = frame_size - frame_size % (2 * fragments_per_frame)
+    data = [rng.integers(0, 256, even, np.uint8).tobytes() for _ in range(frames)]
+    ds.file_meta.TransferSyntaxUID = RLELossless
+    ds.NumberOfFrames = frames
+    ds.PixelData = encapsulate(data, fragments_per_frame=fragments_per_frame, has_bot=has_bot)
+    ds["PixelData"].VR = "OB"
+    ds["PixelData"].is_undefined_length = True
+    ds.save_as(path, enforce_file_format=True)
+    return data

@@ -35,7 +35,7 @@ from dicomflow.core.index import series_version
 from dicomflow.core.series_metadata import build_series_metadata
 from dicomflow.core.settings import Settings
 from dicomflow.core.storage import LocalStorage, study_date_folder
-from tests.dicom_factory import make_ct
+from tests.dicom_factory import make_cine, make_ct
 from tests.services import RunningServices, async_wait_for, rss_bytes, storescu, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -326,6 +326,26 @@ def test_frames_of_a_compressed_instance(
 
     response = httpx.get(f"{instance_url(system, sent)}/frames/1")
     assert response.headers["content-type"].startswith('multipart/related; type="image/dicom-rle"')
+
+
+def test_frames_of_a_large_compressed_cine(
+    system: RunningServices, tmp_path: Path, uid_root: str
+) -> None:
+    """Over 1 MiB of encapsulated frames: each frame's fragments are remembered after the first
+    request and read alone; a replaced file is read afresh."""
+    uids = {"study_uid": uid_root, "series_uid": f"{uid_root}.1", "sop_uid": f"{uid_root}.2"}
+    first = make_cine(tmp_path / "c1.dcm", **uids, frame_size=400_000, frames=3)
+    store(system, [tmp_path / "c1.dcm"])
+    dicomweb = client(system)
+    for _ in range(3):  # the first reads the file with pydicom, the others its fragments
+        frames = dicomweb.retrieve_instance_frames(*uids.values(), frame_numbers=[3, 1])
+        assert frames == [first[2], first[0]]
+
+    second = make_cine(tmp_path / "c2.dcm", **uids, frame_size=300_000, frames=4, seed=8)
+    store(system, [tmp_path / "c2.dcm"])
+    for _ in range(2):
+        frames = dicomweb.retrieve_instance_frames(*uids.values(), frame_numbers=[4, 2])
+        assert frames == [second[3], second[1]]
 
 
 def test_bulk_data_uris_of_the_metadata_resolve(

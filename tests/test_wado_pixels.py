@@ -12,13 +12,12 @@ from PIL import Image
 from pydicom.data import get_testdata_file
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
-from pydicom.encaps import encapsulate, generate_frames
+from pydicom.encaps import generate_frames
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import (
     DeflatedExplicitVRLittleEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
-    RLELossless,
 )
 
 from dicomflow.api.bulkdata import bulk_value, parse_path
@@ -45,7 +44,7 @@ from dicomflow.api.rendering import (
 from dicomflow.api.retrieve import parse_frame_list
 from dicomflow.api.transcode import can_transcode, transcode_instance
 from dicomflow.core.storage import FileIdentity, LocalStorage
-from tests.dicom_factory import make_ct
+from tests.dicom_factory import make_cine, make_ct
 
 
 def shipped(name: str) -> Path:
@@ -228,19 +227,19 @@ def test_frames_are_located_as_pydicom_reads_them(tmp_path: Path) -> None:
 def large_encapsulated(
     tmp_path: Path, frames: int, fragments_per_frame: int, has_bot: bool
 ) -> tuple[Path, list[bytes]]:
-    """An RLE-labelled multi-frame file whose Pixel Data value is over ENCAPSULATED_VALUE_LIMIT
-    (frames of random bytes: layouts never decode); its frames."""
+    """A file whose Pixel Data value is over ENCAPSULATED_VALUE_LIMIT; its frames."""
     path = tmp_path / "cine.dcm"
-    ds = make_ct(path, study_uid="1.2.3", series_uid="1.2.3.4", size=16)
-    rng = np.random.default_rng(7)
     size = ENCAPSULATED_VALUE_LIMIT // frames + 2 * fragments_per_frame * (1 + frames)
-    data = [rng.integers(0, 256, size - size % 2, np.uint8).tobytes() for _ in range(frames)]
-    ds.file_meta.TransferSyntaxUID = RLELossless
-    ds.NumberOfFrames = frames
-    ds.PixelData = encapsulate(data, fragments_per_frame=fragments_per_frame, has_bot=has_bot)
-    ds["PixelData"].VR = "OB"
-    ds["PixelData"].is_undefined_length = True
-    ds.save_as(path, enforce_file_format=True)
+    data = make_cine(
+        path,
+        study_uid="1.2.3",
+        series_uid="1.2.3.4",
+        sop_uid="1.2.3.4.5",
+        frame_size=size,
+        frames=frames,
+        fragments_per_frame=fragments_per_frame,
+        has_bot=has_bot,
+    )
     return path, data
 
 
