@@ -8,7 +8,6 @@ from pathlib import Path
 import asyncpg
 import httpx
 import orjson
-import pydicom
 import pytest
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
@@ -21,6 +20,7 @@ from dicomflow.streams.app import app
 from dicomflow.streams.watchdog import committed_offsets
 from tests.dicom_factory import make_ct
 from tests.kafka_helpers import delete_records_before, end_offsets, read_topic
+from tests.metadata_checks import assert_same_json, expected_json
 from tests.services import RunningServices, storescu, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -96,21 +96,6 @@ def metadata_written(settings: Settings, uid_root: str) -> list[asyncpg.Record] 
         )
     )
     return rows if len(rows) == STUDIES * SERIES else None
-
-
-def expected_json(path: Path) -> dict:
-    return pydicom.dcmread(path).to_json_dict(
-        bulk_data_threshold=1024, bulk_data_element_handler=lambda _: "bulk"
-    )
-
-
-def assert_same_json(actual: dict, expected: dict) -> None:
-    assert actual.keys() == expected.keys()
-    for tag, element in expected.items():
-        if "BulkDataURI" in element:
-            assert actual[tag]["BulkDataURI"].endswith(f"/bulkdata/{tag}"), tag
-        else:
-            assert actual[tag] == element, tag
 
 
 def test_load_gives_exact_counts_and_series_metadata(

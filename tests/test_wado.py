@@ -36,6 +36,7 @@ from dicomflow.core.series_metadata import build_series_metadata
 from dicomflow.core.settings import Settings
 from dicomflow.core.storage import LocalStorage, study_date_folder
 from tests.dicom_factory import make_cine, make_ct
+from tests.metadata_checks import assert_same_json, expected_json
 from tests.services import RunningServices, async_wait_for, rss_bytes, storescu, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -143,6 +144,43 @@ def test_study_series_and_instance_equal_what_was_sent(
     one = next(iter(sent.values()))
     got = dicomweb.retrieve_instance(uid_root, one.SeriesInstanceUID, one.SOPInstanceUID)
     assert got == one and got.PixelData == one.PixelData
+
+
+def test_series_and_study_metadata_equal_the_stored_files(
+    system: RunningServices, stack: Settings, tmp_path: Path, uid_root: str
+) -> None:
+    """dicomweb-client's metadata retrievals, while the series are not stable yet (built on
+    demand) and once their metadata is precomputed."""
+    sent = store(system, cts(tmp_path, uid_root, 4, series=2))
+    stored = {ds.SOPInstanceUID: expected_json(stored_path(system, ds)) for ds in sent}
+    in_series = {ds.SOPInstanceUID for ds in sent if ds.SeriesInstanceUID == f"{uid_root}.1"}
+    dicomweb = client(system)
+
+    def assert_metadata(objects: list[dict], sops: set[str]) -> None:
+        by_uid = {obj["00080018"]["Value"][0]: obj for obj in objects}
+        assert by_uid.keys() == sops
+        for sop, obj in by_uid.items():
+            assert_same_json(obj, stored[sop])
+
+    for _ in ("not stable yet", "precomputed"):
+        assert_metadata(dicomweb.retrieve_series_metadata(uid_root, f"{uid_root}.1"), in_series)
+        assert_metadata(dicomweb.retrieve_study_metadata(uid_root), set(stored))
+        wait_for(lambda: precomputed_series(stack, uid_root) == 2, 60, 0.2, "metadata precomputed")
+
+
+def precomputed_series(settings: Settings, study_uid: str) -> int:
+    async def count() -> int:
+        connection = await asyncpg.connect(settings.postgres_url)
+        try:
+            return await connection.fetchval(
+                "SELECT count(*) FROM dicom_json_meta WHERE tenant_id = 'default'"
+                " AND study_uid = $1 AND json_status = 'ok'",
+                study_uid,
+            )
+        finally:
+            await connection.close()
+
+    return asyncio.run(count())
 
 
 def test_instances_not_in_the_page_cache_are_read_from_disk_alike(

@@ -62,8 +62,8 @@ router = APIRouter(tags=["WADO-RS"])
 async def study_metadata(request: Request, ref: Study) -> Response:
     state, tenant, study = ref.state, ref.tenant, ref.study
     series_uids = await study_series(state, tenant, study)
-    bodies = [await series_metadata(state, tenant, study, series) for series in series_uids]
-    bodies = [body for body in bodies if body and body != b"[]"]
+    every_series = (series_metadata(state, tenant, study, series) for series in series_uids)
+    bodies = [body for body in await asyncio.gather(*every_series) if body and body != b"[]"]
     if not bodies:
         raise HTTPException(404, f"study {study} not found")
     for series in series_uids:
