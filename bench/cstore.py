@@ -27,7 +27,6 @@ in bench/output/profile-cstore-*; that repetition's dicomflow figures are then d
 import argparse
 import asyncio
 import contextlib
-import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, replace
@@ -299,12 +298,12 @@ def main(argv: list[str] | None = None) -> int:
     megabytes = sum(p.stat().st_size for p in folder.glob("*.dcm")) / 1e6
 
     ports = harness.Ports.from_environment()
-    run_dir = harness.new_run_dir("cstore")
     profile = None
     if args.profile:
         profile = harness.OUTPUT / f"profile-cstore-{time.strftime('%Y%m%d-%H%M%S')}"
         print(f"profiling repetition 1 into {profile}: its dicomflow figures are distorted")
-    try:
+
+    def run(run_dir: Path) -> dict[str, object]:
         with contextlib.ExitStack() as stack:
             system = stack.enter_context(
                 harness.dicomflow_running(ports, run_dir, stable_seconds=args.stable_seconds)
@@ -312,16 +311,9 @@ def main(argv: list[str] | None = None) -> int:
             orthanc = stack.enter_context(harness.orthanc_running(ports, run_dir))
             reps = asyncio.run(measure(system, orthanc, args.corpus, warmup, series, profile))
         print(f"\nload average at the end: {harness.loadavg()}")
-        data = report(reps, series[0].count, megabytes, args.stable_seconds)
-        path = harness.write_results("cstore", {"machine": info, **data})
-        print(f"results: {path}")
-    except BenchError as exc:
-        print(f"benchmark failed: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        if not args.keep:
-            shutil.rmtree(run_dir, ignore_errors=True)
-    return 0
+        return {"machine": info, **report(reps, series[0].count, megabytes, args.stable_seconds)}
+
+    return harness.run_and_write("cstore", run, args.keep)
 
 
 if __name__ == "__main__":

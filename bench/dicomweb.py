@@ -31,7 +31,6 @@ client does. Nothing is asserted on times; every response is checked once for co
 import argparse
 import asyncio
 import contextlib
-import shutil
 import statistics
 import sys
 import time
@@ -502,8 +501,8 @@ def main(argv: list[str] | None = None) -> int:
     ct50 = make_corpus.ensure_series(args.corpus, CT50, phantom)
 
     ports = harness.Ports.from_environment()
-    run_dir = harness.new_run_dir("dicomweb")
-    try:
+
+    def run(run_dir: Path) -> dict[str, object]:
         with contextlib.ExitStack() as stack:
             system = stack.enter_context(
                 harness.dicomflow_running(ports, run_dir, stable_seconds=NEVER_STABLE)
@@ -545,7 +544,7 @@ def main(argv: list[str] | None = None) -> int:
             "Headers as dicomweb-client 0.61.2 sends them: Accept-Encoding: gzip, deflate",
         )
         print_table(rows, "identity", "Accept-Encoding: identity")
-        data = {
+        return {
             "machine": info,
             "reps": {"light": args.reps, "heavy": args.heavy_reps, "series": args.series_reps},
             "rows": [
@@ -559,15 +558,8 @@ def main(argv: list[str] | None = None) -> int:
                 for r in rows
             ],
         }
-        path = harness.write_results("dicomweb", data)
-        print(f"\nresults: {path}")
-    except BenchError as exc:
-        print(f"benchmark failed: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        if not args.keep:
-            shutil.rmtree(run_dir, ignore_errors=True)
-    return 0
+
+    return harness.run_and_write("dicomweb", run, args.keep)
 
 
 def _order(operation: str) -> int:

@@ -17,7 +17,6 @@ Nothing is asserted on times.
 import argparse
 import asyncio
 import contextlib
-import shutil
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -107,24 +106,17 @@ def main(argv: list[str] | None = None) -> int:
         for i in range(1, args.rounds + 1)
     ]
     ports = harness.Ports.from_environment()
-    run_dir = harness.new_run_dir("scp-alone")
-    try:
+
+    def run(run_dir: Path) -> dict[str, object]:
         with contextlib.ExitStack() as stack:
             system = Dicomflow(ports, run_dir / "dicomflow")
             stack.callback(system.close)
             system.stack_up()
             orthanc = stack.enter_context(harness.orthanc_running(ports, run_dir))
             results = measure(system, orthanc, args.corpus, rounds)
-        summary = report(results)
-        data = {"machine": info, "rounds": results, "summary": summary}
-        path = harness.write_results("scp-alone", data)
-        print(f"results: {path}")
-    except BenchError as exc:
-        print(f"benchmark failed: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        shutil.rmtree(run_dir, ignore_errors=True)
-    return 0
+        return {"machine": info, "rounds": results, "summary": report(results)}
+
+    return harness.run_and_write("scp-alone", run)
 
 
 if __name__ == "__main__":
