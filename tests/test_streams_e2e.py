@@ -3,6 +3,7 @@
 import asyncio
 import signal
 import threading
+import time
 from pathlib import Path
 
 import asyncpg
@@ -13,7 +14,8 @@ import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
 from faust.types import TP
 
-from dicomflow.core.cache import series_metadata_key
+from dicomflow.api import queries
+from dicomflow.core.cache import series_metadata_key, series_parts_key
 from dicomflow.core.settings import Settings
 from dicomflow.core.topics import STORAGE_QUEUE
 from dicomflow.streams.app import app
@@ -308,6 +310,67 @@ def test_metadata_is_built_again_when_its_precomputed_file_is_lost(
     assert response.status_code == 200
     served = [item["00080018"]["Value"][0] for item in response.json()]
     assert served == [f"{series}.1", f"{series}.2"]
+
+
+def test_each_instance_json_is_in_redis_until_its_series_is_stable(
+    system: RunningServices, stack: Settings, tmp_path: Path, uid_root: str
+) -> None:
+    """The worker keeps each instance's DICOM JSON in its series' parts, under the time of its
+    storage event as PostgreSQL holds it (what the API looks the parts up by), and drops them
+    once the series' metadata is precomputed."""
+    study, series = f"{uid_root}.1", f"{uid_root}.1.1"
+    parts_key = series_parts_key("default", study, series)
+    paths = []
+    for number in (1, 2):
+        paths.append(tmp_path / f"{number}.dcm")
+        make_ct(
+            paths[-1],
+            study_uid=study,
+            series_uid=series,
+            sop_uid=f"{series}.{number}",
+            instance_number=number,
+        )
+
+    async def parts_changes_while_stored() -> list[str]:
+        """What happened to the parts key (Redis keyspace notifications), in order."""
+        cache = aioredis.from_url(stack.redis_location)
+        await cache.config_set("notify-keyspace-events", "Kgh")
+        changes = cache.pubsub()
+        await changes.subscribe(f"__keyspace@0__:{parts_key}")
+        try:
+            sent = await asyncio.to_thread(storescu, system.scp_port, paths)
+            assert sent.returncode == 0, sent.stdout + sent.stderr
+            seen: list[str] = []
+            deadline = time.monotonic() + 60
+            while "del" not in seen:  # until the series' metadata is precomputed
+                assert time.monotonic() < deadline, f"the parts were not dropped: {seen}"
+                message = await changes.get_message(ignore_subscribe_messages=True, timeout=1)
+                if message is not None:
+                    seen.append(message["data"].decode())
+            assert await cache.exists(parts_key) == 0
+            return seen
+        finally:
+            await changes.aclose()
+            await cache.config_set("notify-keyspace-events", "")
+            await cache.aclose()
+
+    changes = asyncio.run(parts_changes_while_stored())
+    assert changes == ["hset", "expire", "hset", "expire", "del"]
+    assert metadata_rows(stack, uid_root) == ["ok"]
+
+    events = asyncio.run(read_topic(stack, STORAGE_QUEUE, lambda v: v["series_uid"] == series, 2))
+    event_times = {event["sop_uid"]: event["created_time"] for _, _, event in events}
+
+    async def indexed_times() -> dict[str, str]:
+        pool = await asyncpg.create_pool(stack.postgres_url, min_size=1, max_size=1)
+        try:
+            source = await queries.series_to_build(pool, "default", study, series)
+        finally:
+            await pool.close()
+        assert source is not None
+        return {row.sop_uid: row.received_time for row in source.instances}
+
+    assert asyncio.run(indexed_times()) == event_times
 
 
 def test_an_event_that_is_not_a_storage_event_is_skipped(

@@ -29,10 +29,9 @@ from dicomflow.api.metadata import draft_series_metadata, series_metadata
 from dicomflow.api.multipart import MultipartReader, PartStart, parse_content_type
 from dicomflow.api.notified_cache import NotifiedCache
 from dicomflow.api.single_flight import SingleFlight
-from dicomflow.core.cache import series_draft_key
+from dicomflow.core.cache import series_draft_key, series_parts_key
 from dicomflow.core.db import create_pool
-from dicomflow.core.index import series_version
-from dicomflow.core.series_metadata import build_series_metadata
+from dicomflow.core.series_metadata import build_series_metadata, part_field
 from dicomflow.core.settings import Settings
 from dicomflow.core.storage import LocalStorage, study_date_folder
 from tests.dicom_factory import make_cine, make_ct
@@ -463,12 +462,14 @@ def draft_state(
     )
 
 
-async def draft_kept(redis: aioredis.Redis, series: tuple[str, str, str], version: str) -> None:
+async def draft_kept(
+    redis: aioredis.Redis, series: tuple[str, str, str], version: str | None
+) -> None:
     """Wait until Redis holds the series' draft at `version` (written after the answer)."""
 
     async def kept() -> bool:
         draft = await redis.get(series_draft_key(*series))
-        return draft is not None and draft.startswith(version.encode() + b" ")
+        return draft is not None and draft.startswith(f"{version} ".encode())
 
     await async_wait_for(kept, 10, 0.01, f"the draft at {version}")
 
@@ -498,12 +499,18 @@ async def test_metadata_of_a_series_not_stable_yet_is_built_once_per_version(
 
     async def draft(*of: str) -> bytes | None:
         kept = await cache.get(series_draft_key(*of))
-        return await draft_series_metadata(state, *of, await series_version(pool, *of), kept)
+        source = await queries.series_to_build(pool, *of)
+        return await draft_series_metadata(state, *of, source, kept)
+
+    async def to_build(*of: str) -> queries.MetadataSource:
+        source = await queries.series_to_build(pool, *of)
+        assert source is not None
+        return source
 
     try:
         first = await draft(*series)
         assert first is not None and len(orjson.loads(first)) == 2
-        await draft_kept(cache, series, await series_version(pool, *series))
+        await draft_kept(cache, series, (await to_build(*series)).version)
         hidden = series_folder.rename(series_folder.with_name("hidden"))
         try:  # the same version again: served from Redis, the files are not read
             assert await draft(*series) == first
@@ -512,13 +519,52 @@ async def test_metadata_of_a_series_not_stable_yet_is_built_once_per_version(
         store(system, paths[2:])
         changed = await draft(*series)
         assert changed is not None and len(orjson.loads(changed)) == 3
-        await draft_kept(cache, series, await series_version(pool, *series))
-        version = await series_version(pool, *series)
-        together = [draft_series_metadata(state, *series, version, None) for _ in range(4)]
+        source = await to_build(*series)
+        await draft_kept(cache, series, source.version)
+        together = [draft_series_metadata(state, *series, source, None) for _ in range(4)]
         assert await asyncio.gather(*together) == [changed] * 4
         assert len(builds) == 3  # one per version, and one for the four at once
         assert await draft("default", uid_root, f"{uid_root}.9") is None
     finally:
+        await cache.aclose()
+        await pool.close()
+
+
+async def test_metadata_of_a_series_not_stable_yet_is_joined_from_its_parts(
+    system: RunningServices, stack: Settings, tmp_path: Path, uid_root: str
+) -> None:
+    """A build takes an instance's JSON from the series' parts in Redis when the part is of the
+    instance as indexed now, else from the instance's files."""
+    sent = store(system, cts(tmp_path, uid_root, 2))
+    pool = await create_pool(stack)
+    cache = aioredis.Redis(host="127.0.0.1", port=stack.redis_port, db=DRAFT_TEST_DB)
+    state = draft_state(system, pool, cache)
+    series = ("default", uid_root, f"{uid_root}.1")
+    parts_key = series_parts_key(*series)
+
+    async def built() -> list[dict]:
+        source = await queries.series_to_build(pool, *series)
+        body = await draft_series_metadata(state, *series, source, None)
+        assert body is not None
+        return orjson.loads(body)
+
+    try:
+        source = await queries.series_to_build(pool, *series)
+        assert source is not None
+        first, second = source.instances
+        older = part_field(second.sop_uid, "2000-01-01 00:00:00.000000")
+        await cache.hset(
+            parts_key,
+            mapping={part_field(first.sop_uid, first.received_time): b'{"part":1}', older: b"{}"},
+        )
+        one_part, from_file = await built()
+        assert one_part == {"part": 1}
+        assert_same_json(from_file, expected_json(stored_path(system, sent[1])))
+
+        await cache.hset(parts_key, part_field(second.sop_uid, second.received_time), b'{"part":2}')
+        assert await built() == [{"part": 1}, {"part": 2}]
+    finally:
+        await cache.delete(parts_key, series_draft_key(*series))
         await cache.aclose()
         await pool.close()
 

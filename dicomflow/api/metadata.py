@@ -20,10 +20,10 @@ from dicomflow.core.cache import (
     STUDY_SERIES_TTL,
     series_draft_key,
     series_metadata_key,
+    series_parts_key,
     study_series_key,
 )
-from dicomflow.core.index import series_instances, series_version
-from dicomflow.core.series_metadata import build_series_metadata
+from dicomflow.core.series_metadata import SeriesInstance, build_series_metadata, join_parts
 from dicomflow.core.storage import LocalStorage, SeriesLocation
 
 log = logging.getLogger(__name__)
@@ -97,18 +97,17 @@ async def series_metadata(
     source = await state.series_sources.get(tenant, study_uid, series_uid)
     if source is None:
         return None
-    version = source.version
     if source.precomputed_beside is not None:
         metadata_key = SeriesLocation.of_instance_key(source.precomputed_beside).metadata_key
         try:
             body = await _read_file(state.json_storage, metadata_key)
         except OSError as exc:
             log.warning("precomputed metadata %s unreadable (%s); building it", metadata_key, exc)
-            version = await series_version(state.pool, tenant, study_uid, series_uid)
+            source = await queries.series_to_build(state.pool, tenant, study_uid, series_uid)
         else:
             state.in_background(_keep_warm(state, warm_key, draft_key, body))
             return body
-    return await draft_series_metadata(state, tenant, study_uid, series_uid, version, draft)
+    return await draft_series_metadata(state, tenant, study_uid, series_uid, source, draft)
 
 
 async def draft_series_metadata(
@@ -116,39 +115,50 @@ async def draft_series_metadata(
     tenant: str,
     study_uid: str,
     series_uid: str,
-    version: str | None,
+    source: queries.MetadataSource | None,
     draft: bytes | None,
 ) -> bytes | None:
-    """Metadata of a series not stable yet, at `version` (None: the series has no instances):
-    `draft`, its entry in Redis (version, space, body), when it is at that version; else built
-    from the JSON the worker kept for each instance (else the files), kept in Redis, concurrent
-    requests sharing one build."""
-    if version is None:
+    """Metadata of a series not stable yet, at the version of `source` (None: the series has
+    no instances): `draft`, its entry in Redis (version, space, body), when it is at that
+    version; else joined from the series' parts in Redis (one read) when they hold every
+    instance, else built with the files; concurrent requests share one build."""
+    if source is None or source.version is None:
         return None
+    version, instances = source.version, source.instances
     if draft is not None:
         draft_version, _, body = draft.partition(b" ")
         if draft_version == version.encode():
             return body
     draft_key = series_draft_key(tenant, study_uid, series_uid)
+    parts_key = series_parts_key(tenant, study_uid, series_uid)
     return await state.draft_builds.run(
         (draft_key, version),
-        lambda: _build_draft(state, tenant, study_uid, series_uid, draft_key, version),
+        lambda: _build_draft(state, tenant, draft_key, parts_key, version, instances),
     )
 
 
 async def _build_draft(
-    state: ApiState, tenant: str, study_uid: str, series_uid: str, draft_key: str, version: str
-) -> bytes | None:
-    # Rows read after the version: the body holds at least that version's instances.
-    instances = await series_instances(state.pool, tenant, study_uid, series_uid)
-    if not instances:
-        return None
+    state: ApiState,
+    tenant: str,
+    draft_key: str,
+    parts_key: str,
+    version: str,
+    instances: tuple[SeriesInstance, ...],
+) -> bytes:
+    """Joined from the series' parts when they hold every instance (nothing more to keep);
+    else built with the kept JSON files and the DICOM files (in a worker thread) and kept in
+    Redis as the draft."""
+    parts: dict[bytes, bytes] = {}
+    with _redis_is_a_cache():
+        parts = await state.redis.hgetall(parts_key)
+    body = join_parts(instances, parts)
+    if body is not None:
+        return body
     body = await asyncio.to_thread(
-        build_series_metadata, state.storage, state.json_storage, tenant, instances
+        build_series_metadata, state.storage, state.json_storage, tenant, instances, parts
     )
-    state.in_background(
-        _cache_set(state, draft_key, version.encode() + b" " + body, DRAFT_METADATA_TTL)
-    )
+    draft = version.encode() + b" " + body
+    state.in_background(_cache_set(state, draft_key, draft, DRAFT_METADATA_TTL))
     return body
 
 

@@ -4,7 +4,8 @@ from typing import NamedTuple
 
 import asyncpg
 
-from dicomflow.core.index import SERIES_VERSION
+from dicomflow.core.index import INSTANCE_ORDER, RECEIVED_TIME_TEXT
+from dicomflow.core.series_metadata import SeriesInstance
 
 _ORDER = "ORDER BY series_uid, instance_number NULLS LAST, sop_uid"
 
@@ -43,10 +44,22 @@ async def study_series(pool: asyncpg.Pool, tenant: str, study_uid: str) -> list[
 
 class MetadataSource(NamedTuple):
     """Where a series' metadata comes from: an instance key of the series when its precomputed
-    metadata is current (the file sits beside it), else the series' version to build at."""
+    metadata is current (the file sits beside it), else the series' version and instances to
+    build it from."""
 
     precomputed_beside: str | None
     version: str | None
+    instances: tuple[SeriesInstance, ...] = ()
+
+
+# The version changes whenever an instance is added or replaced.
+_SERIES_TO_BUILD = (
+    "SELECT md5(string_agg(sop_uid || ' ' || indexed_time::text, ',' ORDER BY sop_uid))"
+    f" AS version, array_agg(sop_uid ORDER BY {INSTANCE_ORDER}) AS sop_uids,"
+    f" array_agg(file_path ORDER BY {INSTANCE_ORDER}) AS keys,"
+    f" array_agg({RECEIVED_TIME_TEXT} ORDER BY {INSTANCE_ORDER}) AS received_times"
+    " FROM dicom_image_meta WHERE tenant_id = $1 AND study_uid = $2 AND series_uid = $3"
+)
 
 
 async def metadata_source(
@@ -54,22 +67,39 @@ async def metadata_source(
 ) -> MetadataSource | None:
     """The series' `MetadataSource` in one round trip; None when it has no instances."""
     row = await pool.fetchrow(
-        "SELECT fresh.file_path,"
-        f" CASE WHEN fresh.file_path IS NULL THEN ({SERIES_VERSION}) END AS version"
-        " FROM (SELECT (SELECT i.file_path FROM dicom_json_meta j"
+        "SELECT fresh.file_path, build.* FROM (SELECT (SELECT i.file_path FROM dicom_json_meta j"
         "   JOIN dicom_state_meta s USING (tenant_id, study_uid, series_uid)"
         "   JOIN LATERAL (SELECT file_path FROM dicom_image_meta i WHERE i.tenant_id = j.tenant_id"
         "     AND i.study_uid = j.study_uid AND i.series_uid = j.series_uid LIMIT 1) i ON true"
         "   WHERE j.tenant_id = $1 AND j.study_uid = $2 AND j.series_uid = $3"
         "   AND j.json_status = 'ok' AND s.series_state = 'stable'"
-        "   AND j.flag_time >= s.last_received_time) AS file_path) fresh",
+        "   AND j.flag_time >= s.last_received_time) AS file_path) fresh"
+        f" LEFT JOIN LATERAL ({_SERIES_TO_BUILD} AND fresh.file_path IS NULL) build ON true",
         tenant,
         study_uid,
         series_uid,
     )
-    if row["file_path"] is None and row["version"] is None:
+    if row["file_path"] is not None:
+        return MetadataSource(row["file_path"], None)
+    return _to_build(row, study_uid, series_uid)
+
+
+async def series_to_build(
+    pool: asyncpg.Pool, tenant: str, study_uid: str, series_uid: str
+) -> MetadataSource | None:
+    """The series' version and instances, to build its metadata; None when it has none."""
+    row = await pool.fetchrow(_SERIES_TO_BUILD, tenant, study_uid, series_uid)
+    return _to_build(row, study_uid, series_uid)
+
+
+def _to_build(row: asyncpg.Record, study_uid: str, series_uid: str) -> MetadataSource | None:
+    if row["version"] is None:
         return None
-    return MetadataSource(row["file_path"], row["version"])
+    instances = tuple(
+        SeriesInstance(study_uid, series_uid, *instance)
+        for instance in zip(row["sop_uids"], row["keys"], row["received_times"], strict=True)
+    )
+    return MetadataSource(None, row["version"], instances)
 
 
 async def retrievable_instances(

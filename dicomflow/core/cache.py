@@ -3,6 +3,7 @@
 SERIES_METADATA_TTL = 7 * 24 * 3600
 STUDY_SERIES_TTL = 24 * 3600
 DRAFT_METADATA_TTL = 600  # a series is unstable for seconds to minutes
+SERIES_PARTS_TTL = 3600  # from the series' last instance: it is stable long before
 
 
 def series_metadata_key(tenant: str, study_uid: str, series_uid: str) -> str:
@@ -16,3 +17,8 @@ def study_series_key(tenant: str, study_uid: str) -> str:
 def series_draft_key(tenant: str, study_uid: str, series_uid: str) -> str:
     """Metadata built on demand for a series not stable yet: its version, a space, the body."""
     return f"dicomflow:series-metadata-draft:{tenant}:{study_uid}:{series_uid}"
+
+
+def series_parts_key(tenant: str, study_uid: str, series_uid: str) -> str:
+    """A hash of each instance's DICOM JSON while the series is not stable (`part_field`)."""
+    return f"dicomflow:series-parts:{tenant}:{study_uid}:{series_uid}"

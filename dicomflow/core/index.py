@@ -2,39 +2,30 @@
 
 import asyncpg
 
-InstanceRow = tuple[str, str, str, str]
+from dicomflow.core.series_metadata import SeriesInstance
+
+INSTANCE_ORDER = "instance_number NULLS LAST, sop_uid"
+# As the storage event wrote it (`format_datetime`): the field of the instance's part.
+RECEIVED_TIME_TEXT = "to_char(received_time, 'YYYY-MM-DD HH24:MI:SS.US')"
 
 
 async def series_instances(
     pool: asyncpg.Pool, tenant: str, study_uid: str, series_uid: str
-) -> list[InstanceRow]:
-    """`(study, series, sop, storage key)` of a series' instances, in instance-number order."""
+) -> list[SeriesInstance]:
+    """A series' instances, in instance-number order."""
     rows = await pool.fetch(
-        "SELECT study_uid, series_uid, sop_uid, file_path FROM dicom_image_meta"
-        " WHERE tenant_id = $1 AND study_uid = $2 AND series_uid = $3"
-        " ORDER BY instance_number NULLS LAST, sop_uid",
+        f"SELECT study_uid, series_uid, sop_uid, file_path, {RECEIVED_TIME_TEXT}"
+        " FROM dicom_image_meta WHERE tenant_id = $1 AND study_uid = $2 AND series_uid = $3"
+        f" ORDER BY {INSTANCE_ORDER}",
         tenant,
         study_uid,
         series_uid,
     )
-    return [tuple(r) for r in rows]
+    return [SeriesInstance(*r) for r in rows]
 
 
 # A digest that changes whenever an instance of the series ($1, $2, $3) is indexed (new or
 # re-sent); NULL when the series has no instances.
-SERIES_VERSION = (
-    "SELECT md5(string_agg(sop_uid || ' ' || indexed_time::text, ',' ORDER BY sop_uid))"
-    " FROM dicom_image_meta WHERE tenant_id = $1 AND study_uid = $2 AND series_uid = $3"
-)
-
-
-async def series_version(
-    pool: asyncpg.Pool, tenant: str, study_uid: str, series_uid: str
-) -> str | None:
-    """The series' version (`SERIES_VERSION`), None when it has no instances."""
-    return await pool.fetchval(SERIES_VERSION, tenant, study_uid, series_uid)
-
-
 async def count_series_instances(
     pool: asyncpg.Pool, tenant: str, study_uid: str, series_uid: str
 ) -> int:

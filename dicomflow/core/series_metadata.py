@@ -1,12 +1,14 @@
 """Series metadata (the DICOM JSON of every instance), from each instance's kept JSON or its file.
 
 The worker keeps each instance's DICOM JSON under the JSON root when it indexes the instance
-(`keep_instance_metadata`); the stream job (series stable) and the API (on demand) join them,
-and build from the DICOM file any instance whose JSON is missing or was cut short by a crash.
+(`keep_instance_metadata`), and in Redis while its series is not stable (the series' parts,
+`series_parts_key`, one field per instance: `part_field`). The stream job (series stable) and
+the API (on demand) join them, and build from the DICOM file any instance whose JSON is missing
+or was cut short by a crash.
 """
 
-from collections.abc import Iterable
-from typing import BinaryIO
+from collections.abc import Iterable, Mapping
+from typing import BinaryIO, NamedTuple
 
 import orjson
 import pydicom
@@ -19,8 +21,21 @@ from dicomflow.core.urls import instance_url
 
 DEFER_SIZE = 16 * 1024
 
-# (study_uid, series_uid, sop_uid, instance key)
-InstanceRow = tuple[str, str, str, str]
+
+class SeriesInstance(NamedTuple):
+    """An indexed instance, as a series' metadata is built from it."""
+
+    study_uid: str
+    series_uid: str
+    sop_uid: str
+    key: str  # where the instance is stored
+    received_time: str  # the storage event's time: tells a re-sent instance's JSON from the old
+
+
+def part_field(sop_uid: str, received_time: str) -> bytes:
+    """The field of an instance's DICOM JSON in its series' parts (a re-sent instance gets a
+    new one, so a part the index no longer points to is never served)."""
+    return f"{sop_uid} {received_time}".encode()
 
 
 def read_instance(fh: BinaryIO) -> Dataset:
@@ -52,21 +67,43 @@ def keep_instance_metadata(json_storage: LocalStorage, instance_key: str, body: 
     json_storage.write_atomic(instance_metadata_key(instance_key), [body], durable=False)
 
 
+def join_parts(instances: Iterable[SeriesInstance], parts: Mapping[bytes, bytes]) -> bytes | None:
+    """The series' DICOM JSON from its parts alone (no file read), or None when one is missing."""
+    objects = [parts.get(part_field(row.sop_uid, row.received_time)) for row in instances]
+    if None in objects:
+        return None
+    return b"[" + b",".join(objects) + b"]"  # type: ignore[arg-type]
+
+
 def build_series_metadata(
-    storage: LocalStorage, json_storage: LocalStorage, tenant: str, instances: Iterable[InstanceRow]
+    storage: LocalStorage,
+    json_storage: LocalStorage,
+    tenant: str,
+    instances: Iterable[SeriesInstance],
+    parts: Mapping[bytes, bytes] | None = None,
 ) -> bytes:
-    """DICOM JSON (a JSON array, one object per instance) of `(study, series, sop, key)` rows."""
+    """DICOM JSON (a JSON array, one object per instance) of the series' instances: from
+    `parts` where they hold an instance, else from its kept JSON file, else from its file."""
     return (
         b"["
-        + b",".join(_instance_object(storage, json_storage, tenant, row) for row in instances)
+        + b",".join(
+            _instance_object(storage, json_storage, tenant, row, parts) for row in instances
+        )
         + b"]"
     )
 
 
 def _instance_object(
-    storage: LocalStorage, json_storage: LocalStorage, tenant: str, row: InstanceRow
+    storage: LocalStorage,
+    json_storage: LocalStorage,
+    tenant: str,
+    row: SeriesInstance,
+    parts: Mapping[bytes, bytes] | None,
 ) -> bytes:
-    study_uid, series_uid, sop_uid, key = row
+    part = parts.get(part_field(row.sop_uid, row.received_time)) if parts else None
+    if part is not None:
+        return part
+    study_uid, series_uid, sop_uid, key, _ = row
     kept = json_storage.read_bytes_if_present(instance_metadata_key(key))
     if kept is not None and kept.startswith(b"{") and kept.endswith(b"}"):
         return kept

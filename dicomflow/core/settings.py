@@ -73,9 +73,9 @@ class Settings(BaseSettings):
     )
     series_cache_entries: int = Field(
         20_000,
-        description="Series whose metadata source (precomputed file, or version of the draft"
-        " kept in Redis) each API process keeps while PostgreSQL notifies their changes"
-        " (~0.5 kB each); 0: none.",
+        description="Series whose metadata source (precomputed file, or version and instances"
+        " of a series not stable yet) each API process keeps while PostgreSQL notifies their"
+        " changes (~0.5 kB each, plus ~0.5 kB per instance of a series not stable); 0: none.",
     )
     frame_layout_cache_entries: int = Field(
         50_000,

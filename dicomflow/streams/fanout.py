@@ -6,11 +6,17 @@ import logging
 
 from pydicom.dataset import Dataset
 
-from dicomflow.core.cache import series_metadata_key, study_series_key
+from dicomflow.core.cache import (
+    SERIES_PARTS_TTL,
+    series_metadata_key,
+    series_parts_key,
+    study_series_key,
+)
 from dicomflow.core.series_metadata import (
     instance_metadata,
     instance_metadata_key,
     keep_instance_metadata,
+    part_field,
     read_instance,
 )
 from dicomflow.streams.app import app
@@ -34,10 +40,12 @@ def load_header(key: str):  # type: ignore[no-untyped-def]
         return read_header(fh)
 
 
-def read_and_keep_metadata(event: StorageEvent) -> tuple[Dataset, ImageRecord]:
-    """The stored file's header and image record; its DICOM JSON is kept on the way (one read
-    of the file), before the image record can make the instance visible."""
+def read_and_keep_metadata(event: StorageEvent) -> tuple[Dataset, ImageRecord, bytes | None]:
+    """The stored file's header, image record and DICOM JSON (None if it could not be made);
+    the JSON is kept on the way (one read of the file), before the image record can make the
+    instance visible."""
     json_storage = resources().json_storage
+    body = None
     with resources().storage.open(event.file_path) as fh:
         header = read_instance(fh)
         record = image_record(header, event)
@@ -48,19 +56,35 @@ def read_and_keep_metadata(event: StorageEvent) -> tuple[Dataset, ImageRecord]:
             keep_instance_metadata(json_storage, event.file_path, body)
         except Exception as exc:  # never holds up indexing: the metadata is built from the file
             log.warning("cannot keep the metadata of %s: %s", event.file_path, exc)
+            body = None
             with contextlib.suppress(OSError):
                 json_storage.delete(instance_metadata_key(event.file_path))
-    return header, record
+    return header, record, body
+
+
+async def keep_series_part(event: StorageEvent, body: bytes) -> None:
+    """The instance's DICOM JSON into its series' parts in Redis, before its image record can
+    make it visible: the API builds the metadata of a series not stable yet from one read."""
+    key = series_parts_key(event.tenant_id, event.study_uid, event.series_uid)
+    try:
+        async with resources().redis.pipeline(transaction=False) as pipe:
+            pipe.hset(key, part_field(event.sop_uid, event.created_time), body)
+            pipe.expire(key, SERIES_PARTS_TTL)
+            await pipe.execute()
+    except Exception as exc:  # Redis is a cache: the API reads the kept JSON files instead
+        log.warning("could not keep the metadata of %s in Redis: %s", event.sop_uid, exc)
 
 
 @app.agent(storage_topic)
 async def fan_out(stream):  # type: ignore[no-untyped-def]
     async for key, event in stream.items():
         try:
-            header, record = await asyncio.to_thread(read_and_keep_metadata, event)
+            header, record, body = await asyncio.to_thread(read_and_keep_metadata, event)
         except (OSError, ValueError) as exc:
             log.error("cannot read %s for event %s: %s", event.file_path, event.trace_id, exc)
             continue
+        if body is not None:
+            await keep_series_part(event, body)
         await image_topic.send(key=key, value=record)
         await log_topic.send(key=key, value=event)
 

@@ -7,7 +7,12 @@ is recorded in `dicom_json_meta`; the Redis entry the API reads is refreshed.
 import asyncio
 import logging
 
-from dicomflow.core.cache import SERIES_METADATA_TTL, series_draft_key, series_metadata_key
+from dicomflow.core.cache import (
+    SERIES_METADATA_TTL,
+    series_draft_key,
+    series_metadata_key,
+    series_parts_key,
+)
 from dicomflow.core.index import series_instances
 from dicomflow.core.series_metadata import build_series_metadata
 from dicomflow.core.storage import SeriesLocation
@@ -74,16 +79,22 @@ async def generate(res: Resources, event: StorageEvent, expected_instances: int)
     )
     if len(rows) < expected_instances:
         raise IncompleteSeries(f"{len(rows)} of {expected_instances} instances indexed")
+    series = (event.tenant_id, event.study_uid, event.series_uid)
+    parts: dict[bytes, bytes] = {}
+    try:
+        parts = await res.redis.hgetall(series_parts_key(*series))
+    except Exception as exc:  # Redis is a cache: the kept JSON files are read instead
+        log.warning("could not read the parts of %s from Redis: %s", event.series_uid, exc)
     body = await asyncio.to_thread(
-        build_series_metadata, res.storage, res.json_storage, event.tenant_id, rows
+        build_series_metadata, res.storage, res.json_storage, event.tenant_id, rows, parts
     )
     location = SeriesLocation.of_instance_key(event.file_path)
     await asyncio.to_thread(res.json_storage.write_atomic, location.metadata_key, [body])
-    series = (event.tenant_id, event.study_uid, event.series_uid)
     try:
         async with res.redis.pipeline(transaction=False) as pipe:
             pipe.set(series_metadata_key(*series), body, ex=SERIES_METADATA_TTL)
             pipe.delete(series_draft_key(*series))  # the API reads both at every request
+            pipe.delete(series_parts_key(*series))  # only series not stable are built from them
             await pipe.execute()
     except Exception as exc:  # Redis is a cache: the API falls back to the file
         log.warning("could not refresh the Redis entry of %s: %s", event.series_uid, exc)

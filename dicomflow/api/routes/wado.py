@@ -48,7 +48,7 @@ from dicomflow.api.routes.wado_common import (
 from dicomflow.api.state import ApiState
 from dicomflow.api.transcode import as_stored_only, can_transcode
 from dicomflow.core.cache import series_metadata_key, study_series_key
-from dicomflow.core.series_metadata import build_series_metadata
+from dicomflow.core.series_metadata import SeriesInstance, build_series_metadata
 from dicomflow.core.storage import LocalStorage
 
 INSTANCE = "/studies/{study}/series/{series}/instances/{instance}"
@@ -90,8 +90,8 @@ async def instance_metadata(request: Request, ref: Instance) -> Response:
         ref.state.storage,
         ref.state.json_storage,
         ref.tenant,
-        [(ref.study, ref.series, ref.instance, key)],
-    )
+        [SeriesInstance(ref.study, ref.series, ref.instance, key, received_time="")],
+    )  # from its kept JSON file (one read), else its file: the series' parts are not read
     return await metadata_response(request, ref.state, body)
 
 
