@@ -9,10 +9,10 @@ server, one warm-up request per server, then N timed requests per server in bloc
 servers taking turns block by block; the median is reported.
 
 - series metadata, 50 and 500 instances (`Accept: application/dicom+json`). dicomflow has
-  four paths, each measured on its own: built on demand (series not stable yet, its Redis
-  draft removed before each request), the draft of that build kept in Redis, precomputed and
-  in Redis (warm: what a viewer gets once the series is stable), precomputed file with the
-  Redis entry removed before each request;
+  five paths, each measured on its own (`PATHS`): while the series is not stable, joined on
+  demand from the instances' JSON the worker keeps in Redis, after a change (cold) or asked
+  again (again), and built from the files once Redis has lost that JSON (fallback); once the
+  series is stable, precomputed and in Redis (warm) or read from the precomputed file;
 - QIDO-RS studies by PatientID;
 - one instance (`multipart/related; type="application/dicom"; transfer-syntax=*`);
 - frame 1 of one instance (`multipart/related; type="application/octet-stream";
@@ -47,7 +47,8 @@ import redis
 from harness import BenchError, Dicomflow, Orthanc, log
 from make_corpus import CT50, CT500, Manifest
 
-from dicomflow.core.cache import series_draft_key, series_metadata_key
+from dicomflow.api.index_changes import SERIES_CHANNEL
+from dicomflow.core.cache import series_draft_key, series_metadata_key, series_parts_key
 
 GZIP = "gzip, deflate"  # what requests (so dicomweb-client) sends by default
 IDENTITY = "identity"
@@ -60,17 +61,23 @@ SERIES_ACCEPT = 'multipart/related; type="application/dicom"'  # dicomweb-client
 BLOCK = 5  # consecutive requests to one server before the other takes its turn
 NEVER_STABLE = 86400.0  # phase 1: the worker indexes but never marks the series stable
 
-ON_DEMAND = "cold"  # on demand: the series is not stable yet, built per request
-DRAFT = "draft"  # on demand, the build of the series' current version kept in Redis
+COLD = "cold"  # not stable yet, after a change: read from PostgreSQL, joined from Redis
+AGAIN = "again"  # not stable yet, nothing changed: joined from Redis
+FALLBACK = "fallback"  # not stable yet, the instances' JSON gone from Redis: built from files
 WARM = "warm"  # precomputed and in Redis: what viewers get once the series is stable
 FILE = "file"  # precomputed file, its Redis entry removed before each request
 PATHS = {
-    ON_DEMAND: "dicomflow cold = on demand: series not stable yet, built per request from the"
-    " instances' metadata kept at indexing",
-    DRAFT: "dicomflow draft = series not stable yet, its on-demand build of this version in Redis",
+    COLD: "dicomflow cold = series not stable yet, after a change (notified before each"
+    " request): its version and instances read from PostgreSQL, the JSON the worker keeps in"
+    " Redis for each instance joined",
+    AGAIN: "dicomflow again = series not stable yet, asked again: the version and instances kept"
+    " in memory, the instances' JSON in Redis joined",
+    FALLBACK: "dicomflow fallback = series not stable yet, the instances' JSON gone from Redis"
+    " (removed before each request): built from the JSON files kept at indexing",
     WARM: "dicomflow warm = precomputed when the series became stable, served from Redis",
     FILE: "dicomflow file = precomputed file, Redis entry removed before each request",
 }
+NOTIFIED = 0.001  # s: a notification reaches the API in under 0.4 ms (bench/README.md)
 
 
 @dataclass
@@ -235,6 +242,26 @@ def _raise_for_status(response: httpx.Response) -> None:
         raise BenchError(f"GET {response.url}: {response.status_code} {response.text[:300]}")
 
 
+class SeriesChanges:
+    """Tells dicomflow's API that a series changed, as PostgreSQL's triggers do (so it reads
+    the series' version and instances again), and waits until the notification is there."""
+
+    def __init__(self, dsn: str) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._connection = self._loop.run_until_complete(asyncpg.connect(dsn))
+
+    def notify(self, m: Manifest) -> None:
+        payload = f"{harness.TENANT}|{m.study_uid}|{m.series_uid}"
+        self._loop.run_until_complete(
+            self._connection.execute("SELECT pg_notify($1, $2)", SERIES_CHANNEL, payload)
+        )
+        time.sleep(NOTIFIED)
+
+    def close(self) -> None:
+        self._loop.run_until_complete(self._connection.close())
+        self._loop.close()
+
+
 # ---------------------------------------------------------------- loading
 
 
@@ -305,50 +332,58 @@ class Bench:
         return self.heavy_reps if m.count > 100 else self.reps
 
     def on_demand_metadata(self, series: list[Manifest]) -> list[Row]:
-        """Phase 1 (series not stable): built on demand, then the draft kept in Redis."""
-        return self._metadata(series, series_draft_key, ON_DEMAND, DRAFT)
+        """Phase 1 (series not stable): after a change, asked again, and the fallback (last:
+        it removes the instances' JSON from Redis for good)."""
+        cache = redis.Redis.from_url(self.system.redis_url)
+        changes = SeriesChanges(self.system.postgres_dsn)
+        try:
+
+            def changed(m: Manifest) -> None:
+                cache.delete(series_draft_key(harness.TENANT, m.study_uid, m.series_uid))
+                changes.notify(m)
+
+            def lost(m: Manifest) -> None:
+                ids = (harness.TENANT, m.study_uid, m.series_uid)
+                cache.delete(series_parts_key(*ids), series_draft_key(*ids))
+
+            return self._metadata(series, [(COLD, changed), (AGAIN, None), (FALLBACK, lost)])
+        finally:
+            changes.close()
+            cache.close()
 
     def precomputed_metadata(self, series: list[Manifest]) -> list[Row]:
         """Phase 2 (series stable, metadata written): the file, then the Redis entry."""
-        return self._metadata(series, series_metadata_key, FILE, WARM)
-
-    def _metadata(
-        self,
-        series: list[Manifest],
-        key_of: Callable[[str, str, str], str],
-        uncached: str,
-        cached: str,
-    ) -> list[Row]:
-        """Each series and encoding, alternating with Orthanc: dicomflow with its Redis entry
-        `key_of(...)` deleted before each request (path `uncached`), then kept (`cached`)."""
         cache = redis.Redis.from_url(self.system.redis_url)
-        rows = []
         try:
-            for m in series:
-                key = key_of(harness.TENANT, m.study_uid, m.series_uid)
-                for name, encoding in ENCODINGS.items():
-                    operation = f"series metadata, {m.count} inst."
-                    log(f"{operation}, {name}: dicomflow {uncached}, then {cached}")
-                    request = Request(self.metadata_path(m), DICOM_JSON, encoding)
-                    reps, check = self.metadata_reps(m), Checker.json_array(m.count)
-                    ours, theirs = alternating(
-                        [
-                            (self.dicomflow, request, lambda key=key: cache.delete(key)),
-                            (self.orthanc, request, None),
-                        ],
-                        reps,
-                        check,
-                    )
-                    rows.append(Row(operation, name, uncached, ours, theirs))
-                    self.dicomflow.timed(request, False)  # fills the Redis entry again
-                    ours, theirs = alternating(
-                        [(self.dicomflow, request, None), (self.orthanc, request, None)],
-                        reps,
-                        check,
-                    )
-                    rows.append(Row(operation, name, cached, ours, theirs))
+
+            def uncached(m: Manifest) -> None:
+                cache.delete(series_metadata_key(harness.TENANT, m.study_uid, m.series_uid))
+
+            return self._metadata(series, [(FILE, uncached), (WARM, None)])
         finally:
             cache.close()
+
+    def _metadata(
+        self, series: list[Manifest], paths: list[tuple[str, Callable[[Manifest], None] | None]]
+    ) -> list[Row]:
+        """Each dicomflow path, series and encoding, alternating with Orthanc: dicomflow with
+        the path's action before each request (its warm-up request included)."""
+        rows = []
+        for path, before in paths:
+            for m in series:
+                for name, encoding in ENCODINGS.items():
+                    operation = f"series metadata, {m.count} inst."
+                    log(f"{operation}, {name}: dicomflow {path}")
+                    request = Request(self.metadata_path(m), DICOM_JSON, encoding)
+                    ours, theirs = alternating(
+                        [
+                            (self.dicomflow, request, before and (lambda b=before, m=m: b(m))),
+                            (self.orthanc, request, None),
+                        ],
+                        self.metadata_reps(m),
+                        Checker.json_array(m.count),
+                    )
+                    rows.append(Row(operation, name, path, ours, theirs))
         return rows
 
     def both(

@@ -52,7 +52,8 @@ class MetadataSource(NamedTuple):
     instances: tuple[SeriesInstance, ...] = ()
 
 
-# The version changes whenever an instance is added or replaced.
+# The version: a digest that changes whenever an instance of the series ($1, $2, $3) is
+# indexed (new or re-sent); NULL when the series has no instances.
 _SERIES_TO_BUILD = (
     "SELECT md5(string_agg(sop_uid || ' ' || indexed_time::text, ',' ORDER BY sop_uid))"
     f" AS version, array_agg(sop_uid ORDER BY {INSTANCE_ORDER}) AS sop_uids,"

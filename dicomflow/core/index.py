@@ -24,8 +24,6 @@ async def series_instances(
     return [SeriesInstance(*r) for r in rows]
 
 
-# A digest that changes whenever an instance of the series ($1, $2, $3) is indexed (new or
-# re-sent); NULL when the series has no instances.
 async def count_series_instances(
     pool: asyncpg.Pool, tenant: str, study_uid: str, series_uid: str
 ) -> int:

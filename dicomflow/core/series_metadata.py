@@ -69,10 +69,13 @@ def keep_instance_metadata(json_storage: LocalStorage, instance_key: str, body: 
 
 def join_parts(instances: Iterable[SeriesInstance], parts: Mapping[bytes, bytes]) -> bytes | None:
     """The series' DICOM JSON from its parts alone (no file read), or None when one is missing."""
-    objects = [parts.get(part_field(row.sop_uid, row.received_time)) for row in instances]
-    if None in objects:
-        return None
-    return b"[" + b",".join(objects) + b"]"  # type: ignore[arg-type]
+    objects = []
+    for row in instances:
+        part = parts.get(part_field(row.sop_uid, row.received_time))
+        if part is None:
+            return None
+        objects.append(part)
+    return b"[" + b",".join(objects) + b"]"
 
 
 def build_series_metadata(
