@@ -1,5 +1,6 @@
 """The read side: plain SQL on the PostgreSQL index, no HTTP types."""
 
+import hashlib
 from typing import NamedTuple
 
 import asyncpg
@@ -52,14 +53,9 @@ class MetadataSource(NamedTuple):
     instances: tuple[SeriesInstance, ...] = ()
 
 
-# The version: a digest that changes whenever an instance of the series ($1, $2, $3) is
-# indexed (new or re-sent); NULL when the series has no instances.
-_SERIES_TO_BUILD = (
-    "SELECT md5(string_agg(sop_uid || ' ' || indexed_time::text, ',' ORDER BY sop_uid))"
-    f" AS version, array_agg(sop_uid ORDER BY {INSTANCE_ORDER}) AS sop_uids,"
-    f" array_agg(file_path ORDER BY {INSTANCE_ORDER}) AS keys,"
-    f" array_agg({RECEIVED_TIME_TEXT} ORDER BY {INSTANCE_ORDER}) AS received_times"
-    " FROM dicom_image_meta WHERE tenant_id = $1 AND study_uid = $2 AND series_uid = $3"
+_INSTANCES_TO_BUILD = (
+    f"SELECT sop_uid, file_path, {RECEIVED_TIME_TEXT}, instance_number FROM dicom_image_meta"
+    " WHERE tenant_id = $1 AND study_uid = $2 AND series_uid = $3"
 )
 
 
@@ -67,40 +63,49 @@ async def metadata_source(
     pool: asyncpg.Pool, tenant: str, study_uid: str, series_uid: str
 ) -> MetadataSource | None:
     """The series' `MetadataSource` in one round trip; None when it has no instances."""
-    row = await pool.fetchrow(
-        "SELECT fresh.file_path, build.* FROM (SELECT (SELECT i.file_path FROM dicom_json_meta j"
-        "   JOIN dicom_state_meta s USING (tenant_id, study_uid, series_uid)"
+    rows = await pool.fetch(
+        "SELECT fresh.file_path AS precomputed_beside, i.* FROM (SELECT (SELECT i.file_path"
+        "   FROM dicom_json_meta j JOIN dicom_state_meta s USING (tenant_id, study_uid, series_uid)"
         "   JOIN LATERAL (SELECT file_path FROM dicom_image_meta i WHERE i.tenant_id = j.tenant_id"
         "     AND i.study_uid = j.study_uid AND i.series_uid = j.series_uid LIMIT 1) i ON true"
         "   WHERE j.tenant_id = $1 AND j.study_uid = $2 AND j.series_uid = $3"
         "   AND j.json_status = 'ok' AND s.series_state = 'stable'"
         "   AND j.flag_time >= s.last_received_time) AS file_path) fresh"
-        f" LEFT JOIN LATERAL ({_SERIES_TO_BUILD} AND fresh.file_path IS NULL) build ON true",
+        f" LEFT JOIN LATERAL ({_INSTANCES_TO_BUILD} AND fresh.file_path IS NULL) i ON true"
+        f" ORDER BY {INSTANCE_ORDER}",
         tenant,
         study_uid,
         series_uid,
     )
-    if row["file_path"] is not None:
-        return MetadataSource(row["file_path"], None)
-    return _to_build(row, study_uid, series_uid)
+    if rows[0]["precomputed_beside"] is not None:
+        return MetadataSource(rows[0]["precomputed_beside"], None)
+    if rows[0]["sop_uid"] is None:
+        return None
+    return _to_build(rows, study_uid, series_uid)
 
 
 async def series_to_build(
     pool: asyncpg.Pool, tenant: str, study_uid: str, series_uid: str
 ) -> MetadataSource | None:
     """The series' version and instances, to build its metadata; None when it has none."""
-    row = await pool.fetchrow(_SERIES_TO_BUILD, tenant, study_uid, series_uid)
-    return _to_build(row, study_uid, series_uid)
-
-
-def _to_build(row: asyncpg.Record, study_uid: str, series_uid: str) -> MetadataSource | None:
-    if row["version"] is None:
-        return None
-    instances = tuple(
-        SeriesInstance(study_uid, series_uid, *instance)
-        for instance in zip(row["sop_uids"], row["keys"], row["received_times"], strict=True)
+    rows = await pool.fetch(
+        f"{_INSTANCES_TO_BUILD} ORDER BY {INSTANCE_ORDER}", tenant, study_uid, series_uid
     )
-    return MetadataSource(None, row["version"], instances)
+    return _to_build(rows, study_uid, series_uid) if rows else None
+
+
+def _to_build(rows: list[asyncpg.Record], study_uid: str, series_uid: str) -> MetadataSource:
+    """The instances of `_INSTANCES_TO_BUILD` rows and their version: a digest that changes
+    whenever an instance is added or replaced by a copy received later."""
+    instances = tuple(
+        SeriesInstance(
+            study_uid, series_uid, row["sop_uid"], row["file_path"], row["received_time_text"]
+        )
+        for row in rows
+    )
+    received = sorted(f"{row.sop_uid} {row.received_time}" for row in instances)
+    version = hashlib.md5("\n".join(received).encode(), usedforsecurity=False).hexdigest()
+    return MetadataSource(None, version, instances)
 
 
 async def retrievable_instances(

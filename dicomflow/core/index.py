@@ -6,7 +6,7 @@ from dicomflow.core.series_metadata import SeriesInstance
 
 INSTANCE_ORDER = "instance_number NULLS LAST, sop_uid"
 # As the storage event wrote it (`format_datetime`): the field of the instance's part.
-RECEIVED_TIME_TEXT = "to_char(received_time, 'YYYY-MM-DD HH24:MI:SS.US')"
+RECEIVED_TIME_TEXT = "to_char(received_time, 'YYYY-MM-DD HH24:MI:SS.US') AS received_time_text"
 
 
 async def series_instances(
