@@ -82,7 +82,7 @@ async def sources(
     notified: list[str],
 ) -> NotifiedCache[MetadataSource]:
     read = counted(partial(queries.metadata_source, pool), reads)
-    kept = NotifiedCache(changes, SERIES_CHANNEL, read, max_entries=100)
+    kept = NotifiedCache(changes, SERIES_CHANNEL, read, max_entries=100, read_again=True)
     changes.subscribe(SERIES_CHANNEL, notified.append, lambda: None)
     await changes.start()
     assert changes.listening
@@ -249,6 +249,34 @@ async def test_a_series_source_is_kept_until_the_series_changes(
     assert third == MetadataSource("f.dcm", None)
     assert await sources.get(*series) == third
     assert len(reads) == 4
+
+
+async def test_a_kept_source_is_read_again_as_soon_as_the_series_changes(
+    pool: asyncpg.Pool,
+    sources: NotifiedCache[MetadataSource],
+    notified: list[str],
+    uid_root: str,
+    reads: list[tuple[str, ...]],
+) -> None:
+    """A viewer polling a series being received finds each new version in memory."""
+    series = (TENANT, uid_root, f"{uid_root}.1")
+    await seen_after(notified, series, insert(pool, uid_root, 1))
+    first = await sources.get(*series)
+    assert first is not None and len(first.instances) == 1
+    await seen_after(notified, series, insert(pool, uid_root, 2))
+    await until(lambda: sources.holds(*series), "the source read again")
+    assert reads == [series, series]  # the second read was not asked for
+
+    second = await sources.get(*series)
+    assert second is not None and [row.sop_uid for row in second.instances] == [
+        f"{uid_root}.1.1",
+        f"{uid_root}.1.2",
+    ]
+    assert second.version != first.version and reads == [series, series]
+
+    other = (TENANT, uid_root, f"{uid_root}.2")  # never asked for: not read when it changes
+    await seen_after(notified, other, mark_stable_with_metadata(pool, other))
+    assert other not in reads
 
 
 async def test_another_series_changing_keeps_the_source(

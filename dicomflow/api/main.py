@@ -76,6 +76,7 @@ def create_app(settings: Settings) -> FastAPI:
             SERIES_CHANNEL,
             partial(queries.metadata_source, pool),
             settings.series_cache_entries,
+            read_again=True,  # a viewer polls a series while it is received
         )
         row_prefetch = SeriesRowPrefetch(
             pool, index_changes, instance_rows, settings.series_cache_entries

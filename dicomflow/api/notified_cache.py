@@ -5,14 +5,19 @@ metadata comes from), read from PostgreSQL once and then served from memory: ~0.
 the wake-up of a PostgreSQL backend saved per request. A trigger notifies every change on the
 cache's channel with the key as `a|b|c`; an empty payload (TRUNCATE) means every key. Values
 are kept only while `IndexChanges` listens, and a value read while a change was notified is not
-kept (it may predate the change).
+kept (it may predate the change). With `read_again`, a kept value that changes is read again at
+once, so that the next request (a viewer polling a series being received) finds it in memory.
 """
 
+import asyncio
+import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Generic, TypeVar
 
 from dicomflow.api.index_changes import IndexChanges
+
+log = logging.getLogger(__name__)
 
 V = TypeVar("V")
 Key = tuple[str, ...]
@@ -27,11 +32,14 @@ class NotifiedCache(Generic[V]):
         channel: str,
         read: Callable[..., Awaitable[V | None]],
         max_entries: int,
+        read_again: bool = False,
     ) -> None:
         self._changes = changes
         self._read = read
         self.max_entries = max_entries
+        self._read_again = read_again
         self._kept: OrderedDict[Key, V] = OrderedDict()
+        self._reading_again: dict[Key, asyncio.Task[None]] = {}
         self._notified = 0  # notifications and losses seen so far
         if max_entries > 0:
             changes.subscribe(channel, self._on_change, self._forget_all)
@@ -42,6 +50,9 @@ class NotifiedCache(Generic[V]):
     async def get(self, *key: str) -> V | None:
         """`read(*key)`, from memory when kept; None (never kept) when there is no such row."""
         value = self._kept.get(key)
+        if value is None and key in self._reading_again:
+            await asyncio.shield(self._reading_again[key])
+            value = self._kept.get(key)
         if value is not None:
             self._kept.move_to_end(key)
             return value
@@ -79,10 +90,32 @@ class NotifiedCache(Generic[V]):
 
     def _on_change(self, payload: str) -> None:
         self._notified += 1
-        if payload:
-            self._kept.pop(tuple(payload.split("|")), None)
-        else:
+        if not payload:
             self._kept.clear()
+            return
+        key = tuple(payload.split("|"))
+        was_kept = self._kept.pop(key, None) is not None or key in self._reading_again
+        if was_kept and self._read_again:
+            task = asyncio.ensure_future(self._read_after(key, self._reading_again.get(key)))
+            self._reading_again[key] = task
+            task.add_done_callback(lambda done: self._done_reading(key, done))
+
+    async def _read_after(self, key: Key, previous: asyncio.Task[None] | None) -> None:
+        """Read `key` again (after the read of an earlier change, which is not kept)."""
+        if previous is not None:
+            await asyncio.wait([previous])
+        notified = self._notified
+        try:
+            value = await self._read(*key)
+        except Exception as exc:  # the next request reads it itself
+            log.warning("could not read %s again: %s", "|".join(key), exc)
+            return
+        if value is not None and self._unchanged_since(notified):
+            self._keep([(key, value)])
+
+    def _done_reading(self, key: Key, task: asyncio.Task[None]) -> None:
+        if self._reading_again.get(key) is task:
+            del self._reading_again[key]
 
     def _forget_all(self) -> None:
         self._notified += 1
