@@ -1,8 +1,8 @@
 """Index rows kept in the API's memory, against the stack's PostgreSQL and its notifications."""
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from functools import partial
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import asyncpg
 import pytest
@@ -301,24 +301,50 @@ async def test_a_series_rows_are_read_at_once_until_the_series_changes(
     reads: list[tuple[str, ...]],
     notified: list[str],
     uid_root: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """What a series' metadata request leaves for the frame requests that follow it."""
+    """What a series' metadata request leaves for the frame requests that follow it: every row
+    at first, then only those the series gained or changed."""
     rows = NotifiedCache(
         changes, INSTANCE_CHANNEL, counted(partial(queries.instance, pool), reads), 100
     )
-    prefetch = SeriesRowPrefetch(pool, changes, rows, max_series=10)
+    sources = NotifiedCache(
+        changes, SERIES_CHANNEL, partial(queries.metadata_source, pool), 100, read_again=True
+    )
+    prefetch = SeriesRowPrefetch(pool, changes, rows, sources, max_series=10)
+    asked: list[Sequence[str] | None] = []  # the SOP UIDs of each read (None: all)
+    read_rows = queries.series_instance_rows
+
+    async def recorded(*args: Any) -> list[asyncpg.Record]:
+        asked.append(args[4] if len(args) > 4 else None)
+        return await read_rows(*args)
+
+    monkeypatch.setattr(queries, "series_instance_rows", recorded)
     changes.subscribe(SERIES_CHANNEL, notified.append, lambda: None)
     await changes.start()
     series = (TENANT, uid_root, f"{uid_root}.1")
     keys = [await seen_after(notified, series, insert(pool, uid_root, n)) for n in (1, 2, 3)]
 
     assert prefetch.needed(*series)
-    await prefetch.run(*series)
+    await prefetch.run(*series)  # the series' instances are not known: all of them
     assert not prefetch.needed(*series)
     for key in keys:
         row = await rows.get(*key)
         assert row is not None and row["sop_uid"] == key[-1]
-    assert reads == []  # every row was read with the series
+    assert reads == [] and asked == [None]  # every row was read with the series
 
-    await seen_after(notified, series, insert(pool, uid_root, 4))
+    await sources.get(*series)  # as the series' metadata request does
+    fourth = await seen_after(notified, series, insert(pool, uid_root, 4))
+    await until(lambda: sources.holds(*series), "the series' source read again")
     assert prefetch.needed(*series)
+    await prefetch.run(*series)
+    assert asked == [None, [fourth[-1]]]
+
+    await seen_after(notified, series, set_syntax(pool, keys[0], RLE))
+    await until(lambda: sources.holds(*series), "the series' source read again")
+    await until(lambda: not rows.holds(*keys[0]), "the changed row forgotten")
+    await prefetch.run(*series)
+    assert asked == [None, [fourth[-1]], [keys[0][-1]]]
+    for key in [*keys, fourth]:
+        assert await rows.get(*key) is not None
+    assert reads == []

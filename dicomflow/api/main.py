@@ -79,7 +79,7 @@ def create_app(settings: Settings) -> FastAPI:
             read_again=True,  # a viewer polls a series while it is received
         )
         row_prefetch = SeriesRowPrefetch(
-            pool, index_changes, instance_rows, settings.series_cache_entries
+            pool, index_changes, instance_rows, series_sources, settings.series_cache_entries
         )
         await index_changes.start()
         state = ApiState(

@@ -65,6 +65,10 @@ class NotifiedCache(Generic[V]):
     def holds(self, *key: str) -> bool:
         return key in self._kept
 
+    def peek(self, *key: str) -> V | None:
+        """The kept value of `key`, without reading it."""
+        return self._kept.get(key)
+
     async def keep_all(self, read: Callable[[], Awaitable[Iterable[tuple[Key, V]]]]) -> int:
         """Keep every `(key, value)` that `read` gives (the rows a lookup by key would give),
         unless a change was notified while it read; how many were kept."""

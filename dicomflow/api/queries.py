@@ -1,6 +1,7 @@
 """The read side: plain SQL on the PostgreSQL index, no HTTP types."""
 
 import hashlib
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import asyncpg
@@ -27,10 +28,18 @@ async def instance(
 
 
 async def series_instance_rows(
-    pool: asyncpg.Pool, tenant: str, study_uid: str, series_uid: str
+    pool: asyncpg.Pool,
+    tenant: str,
+    study_uid: str,
+    series_uid: str,
+    sop_uids: Sequence[str] | None = None,
 ) -> list[asyncpg.Record]:
-    """The `instance` row of every instance of the series."""
-    return await pool.fetch(_INSTANCE_ROW, tenant, study_uid, series_uid)
+    """The `instance` row of every instance of the series, or of those of `sop_uids`."""
+    if sop_uids is None:
+        return await pool.fetch(_INSTANCE_ROW, tenant, study_uid, series_uid)
+    return await pool.fetch(
+        _INSTANCE_ROW + " AND sop_uid = ANY($4::text[])", tenant, study_uid, series_uid, sop_uids
+    )
 
 
 async def study_series(pool: asyncpg.Pool, tenant: str, study_uid: str) -> list[str]:
