@@ -3,11 +3,14 @@
 import os
 import time
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from pydicom.dataelem import DataElement
 
 from dicomflow.cli import main
+from dicomflow.core import cache
 from dicomflow.core.dicom_json import BULK_DATA_THRESHOLD, value_json
 from dicomflow.core.hashing import uid_hash
 from dicomflow.core.identifiers import (
@@ -23,6 +26,7 @@ from dicomflow.core.storage import (
     read_at_most,
     study_date_folder,
 )
+from dicomflow.streams import fanout
 from dicomflow.streams.progress import (
     RECEIVING,
     STABLE,
@@ -317,3 +321,32 @@ def test_sweep_removes_only_stale_temporary_files(
 def test_value_json_is_what_pydicom_makes_of_the_element(vr: str, value: object) -> None:
     element = DataElement(0x00100010, vr, value)
     assert value_json(vr, value) == element.to_json_dict(None, BULK_DATA_THRESHOLD)  # type: ignore[arg-type]
+
+
+class CountedRedis:
+    """A Redis nobody listens on, counting the pipelines asked of it."""
+
+    def __init__(self) -> None:
+        self.unreachable = cache.connect("redis://127.0.0.1:1/0")
+        self.pipelines = 0
+
+    def pipeline(self, **options: Any) -> Any:
+        self.pipelines += 1
+        return self.unreachable.pipeline(**options)
+
+
+async def test_series_parts_leave_a_failing_redis_alone_for_a_while(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    redis = CountedRedis()
+    monkeypatch.setattr(fanout, "resources", lambda: SimpleNamespace(redis=redis))
+    now = [1000.0]
+    parts = fanout.SeriesParts(clock=lambda: now[0])
+
+    await parts.keep(_event("1"), b"{}")  # fails: the indexing goes on
+    await parts.keep(_event("2"), b"{}")
+    assert redis.pipelines == 1
+    now[0] += fanout.SeriesParts.PAUSE_SECONDS
+    await parts.keep(_event("3"), b"{}")
+    assert redis.pipelines == 2
+    await redis.unreachable.aclose()

@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
 
-import redis.asyncio as aioredis
 import uvicorn
 from aiokafka import AIOKafkaClient
 from aiokafka.errors import KafkaError
@@ -25,6 +24,7 @@ from dicomflow.api.routes import health, qido, rendered, stow, viewer, wado
 from dicomflow.api.row_prefetch import SeriesRowPrefetch
 from dicomflow.api.single_flight import SingleFlight
 from dicomflow.api.state import ApiState
+from dicomflow.core import cache
 from dicomflow.core.db import create_pool
 from dicomflow.core.settings import Settings
 from dicomflow.core.storage import LocalStorage
@@ -86,7 +86,7 @@ def create_app(settings: Settings) -> FastAPI:
             settings=settings,
             pool=pool,
             search_pool=await create_pool(settings, max_size=5),
-            redis=aioredis.from_url(settings.redis_location, socket_timeout=2),
+            redis=cache.connect(settings.redis_location),
             kafka=kafka,
             storage=storage,
             json_storage=LocalStorage(settings.json_dir),

@@ -1,9 +1,17 @@
-"""The Redis keys the stream jobs refresh and the API reads."""
+"""Redis, the cache of the stream jobs and the API: its keys and how to connect to it."""
 
+import redis.asyncio as aioredis
+
+TIMEOUT = 2.0  # seconds: a Redis that hangs must not hold up a request or the indexing for long
 SERIES_METADATA_TTL = 7 * 24 * 3600
 STUDY_SERIES_TTL = 24 * 3600
 DRAFT_METADATA_TTL = 600  # a series is unstable for seconds to minutes
 SERIES_PARTS_TTL = 3600  # from the series' last instance: it is stable long before
+
+
+def connect(location: str) -> aioredis.Redis:
+    """A client of the Redis at `location` (a URL); it connects when first used."""
+    return aioredis.from_url(location, socket_timeout=TIMEOUT, socket_connect_timeout=TIMEOUT)
 
 
 def series_metadata_key(tenant: str, study_uid: str, series_uid: str) -> str:

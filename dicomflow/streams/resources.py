@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 import asyncpg
 import redis.asyncio as aioredis
 
+from dicomflow.core import cache
 from dicomflow.core.db import create_pool
 from dicomflow.core.settings import Settings
 from dicomflow.core.storage import LocalStorage
@@ -42,7 +43,7 @@ def bind(settings: Settings) -> Resources:
         settings=settings,
         storage=LocalStorage(settings.storage_dir),
         json_storage=LocalStorage(settings.json_dir),
-        redis=aioredis.from_url(settings.redis_location),
+        redis=cache.connect(settings.redis_location),
     )
     return _bound
 
