@@ -3,7 +3,6 @@
 import os
 import time
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -26,7 +25,6 @@ from dicomflow.core.storage import (
     read_at_most,
     study_date_folder,
 )
-from dicomflow.streams import fanout
 from dicomflow.streams.progress import (
     RECEIVING,
     STABLE,
@@ -34,6 +32,7 @@ from dicomflow.streams.progress import (
     mark_stable,
     record_instance,
 )
+from dicomflow.streams.series_parts import SeriesParts
 from dicomflow.tables.records import StorageEvent
 
 
@@ -335,18 +334,15 @@ class CountedRedis:
         return self.unreachable.pipeline(**options)
 
 
-async def test_series_parts_leave_a_failing_redis_alone_for_a_while(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+async def test_series_parts_leave_a_failing_redis_alone_for_a_while() -> None:
     redis = CountedRedis()
-    monkeypatch.setattr(fanout, "resources", lambda: SimpleNamespace(redis=redis))
     now = [1000.0]
-    parts = fanout.SeriesParts(clock=lambda: now[0])
+    parts = SeriesParts(clock=lambda: now[0])
 
-    await parts.keep(_event("1"), b"{}")  # fails: the indexing goes on
-    await parts.keep(_event("2"), b"{}")
+    for sop in ("1", "2"):  # the first fails: the indexing goes on
+        await parts.keep(redis, _event(sop), b"{}")  # type: ignore[arg-type]
     assert redis.pipelines == 1
-    now[0] += fanout.SeriesParts.PAUSE_SECONDS
-    await parts.keep(_event("3"), b"{}")
+    now[0] += SeriesParts.PAUSE_SECONDS
+    await parts.keep(redis, _event("3"), b"{}")  # type: ignore[arg-type]
     assert redis.pipelines == 2
     await redis.unreachable.aclose()

@@ -3,22 +3,17 @@
 import asyncio
 import contextlib
 import logging
-import time
-from collections.abc import Callable
 
 from pydicom.dataset import Dataset
 
 from dicomflow.core.cache import (
-    SERIES_PARTS_TTL,
     series_metadata_key,
-    series_parts_key,
     study_series_key,
 )
 from dicomflow.core.series_metadata import (
     instance_metadata,
     instance_metadata_key,
     keep_instance_metadata,
-    part_field,
     read_instance,
 )
 from dicomflow.streams.app import app
@@ -29,6 +24,7 @@ from dicomflow.streams.progress import (
     series_progress,
 )
 from dicomflow.streams.resources import resources
+from dicomflow.streams.series_parts import SeriesParts
 from dicomflow.streams.state import send_state
 from dicomflow.streams.topics import image_topic, log_topic, storage_topic
 from dicomflow.tables.extract import image_record, read_header
@@ -64,37 +60,6 @@ def read_and_keep_metadata(event: StorageEvent) -> tuple[Dataset, ImageRecord, b
     return header, record, body
 
 
-class SeriesParts:
-    """Keeps each instance's DICOM JSON in its series' parts in Redis, before its image record
-    can make it visible: the API builds the metadata of a series not stable yet from one read.
-    After a failure it leaves Redis alone for `PAUSE_SECONDS`, so that a Redis that hangs does
-    not slow the indexing down (the API reads the kept JSON files of the instances it lacks)."""
-
-    PAUSE_SECONDS = 30.0
-
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self._clock = clock
-        self._paused_until = 0.0
-
-    async def keep(self, event: StorageEvent, body: bytes) -> None:
-        if self._clock() < self._paused_until:
-            return
-        key = series_parts_key(event.tenant_id, event.study_uid, event.series_uid)
-        try:
-            async with resources().redis.pipeline(transaction=False) as pipe:
-                pipe.hset(key, part_field(event.sop_uid, event.created_time), body)
-                pipe.expire(key, SERIES_PARTS_TTL)
-                await pipe.execute()
-        except Exception as exc:  # Redis is a cache
-            self._paused_until = self._clock() + self.PAUSE_SECONDS
-            log.warning(
-                "could not keep the metadata of %s in Redis (%s); not trying for %.0f s",
-                event.sop_uid,
-                exc,
-                self.PAUSE_SECONDS,
-            )
-
-
 series_parts = SeriesParts()
 
 
@@ -107,7 +72,7 @@ async def fan_out(stream):  # type: ignore[no-untyped-def]
             log.error("cannot read %s for event %s: %s", event.file_path, event.trace_id, exc)
             continue
         if body is not None:
-            await series_parts.keep(event, body)
+            await series_parts.keep(resources().redis, event, body)
         await image_topic.send(key=key, value=record)
         await log_topic.send(key=key, value=event)
 
