@@ -1,13 +1,15 @@
-"""gzip for JSON bodies that are served again and again (series and study metadata).
+"""gzip, and the JSON bodies served again and again (series and study metadata).
 
-Compressing 1.8 MB of DICOM JSON costs more than serving it, so the compressed form is kept in
-memory beside the exact plain body it came from: a hit needs the plain body to be byte-for-byte
-the same (a memory compare), so a changed series can never get an old compressed body.
+Compressing 1.8 MB of DICOM JSON costs more than serving it, and making its BulkDataURIs
+absolute copies it, so what is derived from a stored body is kept in memory beside the exact
+body it came from: a hit needs that body byte for byte (a memory compare), so a changed series
+can never get an old derived body.
 """
 
 import asyncio
 import gzip
 from collections import OrderedDict
+from collections.abc import Callable
 
 GZIP_LEVEL = 5
 MIN_GZIP_SIZE = 1024
@@ -27,8 +29,9 @@ def accepts_gzip(accept_encoding: str | None) -> bool:
     return False
 
 
-class GzipCache:
-    """Least-recently-used compressed bodies, keyed by name, at most `max_bytes` held."""
+class DerivedBodies:
+    """Least-recently-used bodies derived from others, keyed by name, at most `max_bytes` held
+    (each with the body it came from)."""
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
@@ -39,30 +42,37 @@ class GzipCache:
     def held_bytes(self) -> int:
         return self._held
 
-    async def compress(self, key: str, body: bytes) -> bytes:
-        """`body` gzipped: from memory when `key` last compressed exactly these bytes."""
+    async def derive(
+        self, key: str, body: bytes, make: Callable[[bytes], bytes], in_thread: bool = False
+    ) -> bytes:
+        """`make(body)`: from memory when `key` was last derived from exactly these bytes."""
         entry = self._entries.get(key)
         if entry is not None and entry[0] == body:
             self._entries.move_to_end(key)
             return entry[1]
-        if len(body) >= _IN_THREAD_SIZE:
-            compressed = await asyncio.to_thread(gzip.compress, body, GZIP_LEVEL, mtime=0)
-        else:
-            compressed = gzip.compress(body, GZIP_LEVEL, mtime=0)
-        self._store(key, body, compressed)
-        return compressed
+        derived = await asyncio.to_thread(make, body) if in_thread else make(body)
+        self._store(key, body, derived)
+        return derived
 
-    def _store(self, key: str, body: bytes, compressed: bytes) -> None:
+    async def gzip(self, key: str, body: bytes) -> bytes:
+        """`body` gzipped (in a worker thread when large), from memory while unchanged."""
+        return await self.derive(key, body, _gzip, in_thread=len(body) >= _IN_THREAD_SIZE)
+
+    def _store(self, key: str, body: bytes, derived: bytes) -> None:
         self._forget(key)
-        size = len(body) + len(compressed)
+        size = len(body) + len(derived)
         if size > self.max_bytes:
             return
         while self._held + size > self.max_bytes:
             self._forget(next(iter(self._entries)))
-        self._entries[key] = (body, compressed)
+        self._entries[key] = (body, derived)
         self._held += size
 
     def _forget(self, key: str) -> None:
         entry = self._entries.pop(key, None)
         if entry is not None:
             self._held -= len(entry[0]) + len(entry[1])
+
+
+def _gzip(body: bytes) -> bytes:
+    return gzip.compress(body, GZIP_LEVEL, mtime=0)

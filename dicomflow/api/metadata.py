@@ -34,28 +34,32 @@ _RELATIVE_BULK_DATA_URI = b'"BulkDataURI":"/'
 
 
 async def metadata_response(
-    request: Request, state: ApiState, body: bytes, gzip_key: str | None = None
+    request: Request, state: ApiState, body: bytes, key: str | None = None
 ) -> Response:
     """DICOM JSON with every BulkDataURI made absolute for this request's origin.
 
     Stored metadata holds server-relative URIs (one copy serves every host name); clients
-    such as dicomweb-client need absolute ones. With `gzip_key`, a client that takes gzip
-    gets the compressed body kept under that key while the body is unchanged (other bodies
-    are left to the gzip middleware, which also adds `Vary`).
+    such as dicomweb-client need absolute ones. With `key`, the body as served (URIs made
+    absolute, and gzipped for a client that takes it) is kept in memory under that key and the
+    origin while the body is unchanged (other bodies are left to the gzip middleware, which
+    also adds `Vary`).
     """
     if not accepts_json(", ".join(request.headers.getlist("accept")) or None):
         raise HTTPException(406, "metadata is only available as application/dicom+json")
     origin = public_origin(request)
-    absolute = body.replace(_RELATIVE_BULK_DATA_URI, b'"BulkDataURI":"' + origin.encode() + b"/")
+    absolute_uri = b'"BulkDataURI":"' + origin.encode() + b"/"
+
+    def with_absolute_uris(stored: bytes) -> bytes:
+        return stored.replace(_RELATIVE_BULK_DATA_URI, absolute_uri)
+
+    if key is None:
+        return Response(with_absolute_uris(body), media_type=DICOM_JSON)
+    served = await state.metadata_bodies.derive(f"{key}|{origin}", body, with_absolute_uris)
     headers = {}
-    if (
-        gzip_key is not None
-        and len(absolute) >= MIN_GZIP_SIZE
-        and accepts_gzip(request.headers.get("accept-encoding"))
-    ):
-        absolute = await state.metadata_gzip.compress(f"{gzip_key}|{origin}", absolute)
+    if len(served) >= MIN_GZIP_SIZE and accepts_gzip(request.headers.get("accept-encoding")):
+        served = await state.metadata_bodies.gzip(f"{key}|{origin}|gzip", served)
         headers = {"Content-Encoding": "gzip", "Vary": "Accept-Encoding"}
-    return Response(absolute, media_type=DICOM_JSON, headers=headers)
+    return Response(served, media_type=DICOM_JSON, headers=headers)
 
 
 def prefetch_instance_rows(state: ApiState, tenant: str, study_uid: str, series_uid: str) -> None:

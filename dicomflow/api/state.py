@@ -11,7 +11,7 @@ import redis.asyncio as aioredis
 from aiokafka import AIOKafkaClient
 from aiokafka.errors import KafkaError
 
-from dicomflow.api.compression import GzipCache
+from dicomflow.api.compression import DerivedBodies
 from dicomflow.api.frame_layouts import FrameLayouts
 from dicomflow.api.index_changes import IndexChanges
 from dicomflow.api.notified_cache import NotifiedCache
@@ -35,7 +35,7 @@ class ApiState:
     storage: LocalStorage
     json_storage: LocalStorage
     instances: InstanceStore  # STOW-RS: the SCP's write-and-publish path, on the API's outbox
-    metadata_gzip: GzipCache
+    metadata_bodies: DerivedBodies
     draft_builds: SingleFlight
     frame_layouts: FrameLayouts
     index_changes: IndexChanges

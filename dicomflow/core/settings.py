@@ -63,8 +63,10 @@ class Settings(BaseSettings):
         4 * 2**30, description="Largest STOW-RS body part (one instance); larger parts fail."
     )
     stow_max_body_bytes: int = Field(64 * 2**30, description="Largest STOW-RS request body (413).")
-    metadata_gzip_cache_bytes: int = Field(
-        128 * 2**20, description="Memory each API process keeps for gzipped metadata bodies."
+    metadata_cache_bytes: int = Field(
+        128 * 2**20,
+        description="Memory each API process keeps for series and study metadata bodies as"
+        " served (absolute URIs, gzipped), with the stored body each came from.",
     )
     instance_cache_entries: int = Field(
         50_000,
