@@ -285,12 +285,10 @@ def test_cached_metadata_of_a_stable_series_is_dropped_when_it_changes(
     assert instances_served(2), "the cached metadata of the changed series was served"
 
 
-def test_metadata_is_built_again_when_its_precomputed_file_is_lost(
-    system: RunningServices, stack: Settings, tmp_path: Path, uid_root: str
-) -> None:
-    study, series = f"{uid_root}.1", f"{uid_root}.1.1"
+def series_files(tmp_path: Path, study: str, series: str, count: int) -> list[Path]:
+    """`count` CT files of one series, numbered from 1 (SOP UIDs `{series}.{number}`)."""
     paths = []
-    for number in (1, 2):
+    for number in range(1, count + 1):
         paths.append(tmp_path / f"{number}.dcm")
         make_ct(
             paths[-1],
@@ -299,6 +297,14 @@ def test_metadata_is_built_again_when_its_precomputed_file_is_lost(
             sop_uid=f"{series}.{number}",
             instance_number=number,
         )
+    return paths
+
+
+def test_metadata_is_built_again_when_its_precomputed_file_is_lost(
+    system: RunningServices, stack: Settings, tmp_path: Path, uid_root: str
+) -> None:
+    study, series = f"{uid_root}.1", f"{uid_root}.1.1"
+    paths = series_files(tmp_path, study, series, 2)
     assert storescu(system.scp_port, paths).returncode == 0
     wait_for(lambda: metadata_rows(stack, uid_root) == ["ok"], 60, 0.2, what="metadata")
     [precomputed] = Path(system.env["DICOMFLOW_JSON_ROOT"]).rglob(f"{series}.json")
@@ -320,16 +326,7 @@ def test_each_instance_json_is_in_redis_until_its_series_is_stable(
     once the series' metadata is precomputed."""
     study, series = f"{uid_root}.1", f"{uid_root}.1.1"
     parts_key = series_parts_key("default", study, series)
-    paths = []
-    for number in (1, 2):
-        paths.append(tmp_path / f"{number}.dcm")
-        make_ct(
-            paths[-1],
-            study_uid=study,
-            series_uid=series,
-            sop_uid=f"{series}.{number}",
-            instance_number=number,
-        )
+    paths = series_files(tmp_path, study, series, 2)
 
     async def parts_changes_while_stored() -> list[str]:
         """What happened to the parts key (Redis keyspace notifications), in order."""

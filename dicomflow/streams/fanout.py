@@ -6,10 +6,7 @@ import logging
 
 from pydicom.dataset import Dataset
 
-from dicomflow.core.cache import (
-    series_metadata_key,
-    study_series_key,
-)
+from dicomflow.core.cache import series_metadata_key, study_series_key
 from dicomflow.core.series_metadata import (
     instance_metadata,
     instance_metadata_key,
