@@ -36,6 +36,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import asyncpg
@@ -377,7 +378,7 @@ class Bench:
                     request = Request(self.metadata_path(m), DICOM_JSON, encoding)
                     ours, theirs = alternating(
                         [
-                            (self.dicomflow, request, before and (lambda b=before, m=m: b(m))),
+                            (self.dicomflow, request, before and partial(before, m)),
                             (self.orthanc, request, None),
                         ],
                         self.metadata_reps(m),
