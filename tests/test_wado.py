@@ -31,7 +31,7 @@ from dicomflow.api.notified_cache import NotifiedCache
 from dicomflow.api.single_flight import SingleFlight
 from dicomflow.core.cache import series_draft_key, series_parts_key
 from dicomflow.core.db import create_pool
-from dicomflow.core.series_metadata import build_series_metadata, part_field
+from dicomflow.core.series_metadata import instance_objects, part_field
 from dicomflow.core.settings import Settings
 from dicomflow.core.storage import LocalStorage, study_date_folder
 from tests.dicom_factory import make_cine, make_ct
@@ -491,11 +491,18 @@ async def test_metadata_of_a_series_not_stable_yet_is_built_once_per_version(
     series = ("default", uid_root, f"{uid_root}.1")
     builds: list[int] = []
 
-    def counted_build(*args: object) -> bytes:
+    def counted_build(*args: object) -> list[bytes]:
         builds.append(1)
-        return build_series_metadata(*args)  # type: ignore[arg-type]
+        return instance_objects(*args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(metadata, "build_series_metadata", counted_build)
+    monkeypatch.setattr(metadata, "instance_objects", counted_build)
+    parts_key = series_parts_key(*series)
+
+    async def parts_put_back(count: int) -> None:
+        async def held() -> bool:
+            return await cache.hlen(parts_key) == count
+
+        await async_wait_for(held, 10, 0.01, f"{count} parts put back")
 
     async def draft(*of: str) -> bytes | None:
         kept = await cache.get(series_draft_key(*of))
@@ -521,11 +528,17 @@ async def test_metadata_of_a_series_not_stable_yet_is_built_once_per_version(
         assert changed is not None and len(orjson.loads(changed)) == 3
         source = await to_build(*series)
         await draft_kept(cache, series, source.version)
+        await parts_put_back(3)  # what the builds read from the files
+        await cache.delete(parts_key)
         together = [draft_series_metadata(state, *series, source, None) for _ in range(4)]
         assert await asyncio.gather(*together) == [changed] * 4
         assert len(builds) == 3  # one per version, and one for the four at once
+        await parts_put_back(3)
+        assert await draft_series_metadata(state, *series, source, None) == changed
+        assert len(builds) == 3  # joined from the parts put back
         assert await draft("default", uid_root, f"{uid_root}.9") is None
     finally:
+        await cache.delete(parts_key, series_draft_key(*series))
         await cache.aclose()
         await pool.close()
 
@@ -560,8 +573,15 @@ async def test_metadata_of_a_series_not_stable_yet_is_joined_from_its_parts(
         one_part, from_file = await built()
         assert one_part == {"part": 1}
         assert_same_json(from_file, expected_json(stored_path(system, sent[1])))
+        current = part_field(second.sop_uid, second.received_time)
 
-        await cache.hset(parts_key, part_field(second.sop_uid, second.received_time), b'{"part":2}')
+        async def put_back() -> bool:  # what the build read from the file
+            return await cache.hget(parts_key, current) is not None
+
+        await async_wait_for(put_back, 10, 0.01, "the second part put back")
+        assert orjson.loads(await cache.hget(parts_key, current)) == from_file
+
+        await cache.hset(parts_key, current, b'{"part":2}')
         assert await built() == [{"part": 1}, {"part": 2}]
     finally:
         await cache.delete(parts_key, series_draft_key(*series))

@@ -17,13 +17,20 @@ from dicomflow.api.state import ApiState
 from dicomflow.core.cache import (
     DRAFT_METADATA_TTL,
     SERIES_METADATA_TTL,
+    SERIES_PARTS_TTL,
     STUDY_SERIES_TTL,
     series_draft_key,
     series_metadata_key,
     series_parts_key,
     study_series_key,
 )
-from dicomflow.core.series_metadata import SeriesInstance, build_series_metadata, join_parts
+from dicomflow.core.series_metadata import (
+    SeriesInstance,
+    instance_objects,
+    join_parts,
+    json_array,
+    part_field,
+)
 from dicomflow.core.storage import LocalStorage, SeriesLocation
 
 log = logging.getLogger(__name__)
@@ -150,19 +157,25 @@ async def _build_draft(
     instances: tuple[SeriesInstance, ...],
 ) -> bytes:
     """Joined from the series' parts when they hold every instance (nothing more to keep);
-    else built with the kept JSON files and the DICOM files (in a worker thread) and kept in
-    Redis as the draft."""
+    else built with the kept JSON files and the DICOM files (in a worker thread), kept in Redis
+    as the draft, and the parts Redis lacked put back (the next version is joined again)."""
     parts: dict[bytes, bytes] = {}
     with _redis_is_a_cache():
         parts = await state.redis.hgetall(parts_key)
     body = join_parts(instances, parts)
     if body is not None:
         return body
-    body = await asyncio.to_thread(
-        build_series_metadata, state.storage, state.json_storage, tenant, instances, parts
+    objects = await asyncio.to_thread(
+        instance_objects, state.storage, state.json_storage, tenant, instances, parts
     )
+    body = json_array(objects)
     draft = version.encode() + b" " + body
     state.in_background(_cache_set(state, draft_key, draft, DRAFT_METADATA_TTL))
+    fields = [part_field(instance.sop_uid, instance.received_time) for instance in instances]
+    lacking = {
+        field: made for field, made in zip(fields, objects, strict=True) if field not in parts
+    }
+    state.in_background(_keep_parts(state, parts_key, lacking))
     return body
 
 
@@ -189,6 +202,14 @@ async def _cache_set(state: ApiState, key: str, body: bytes, ttl: int) -> None:
 async def _cache_delete(state: ApiState, key: str) -> None:
     with _redis_is_a_cache():
         await state.redis.delete(key)
+
+
+async def _keep_parts(state: ApiState, parts_key: str, parts: dict[bytes, bytes]) -> None:
+    with _redis_is_a_cache():
+        async with state.redis.pipeline(transaction=False) as pipe:
+            pipe.hset(parts_key, mapping=parts)
+            pipe.expire(parts_key, SERIES_PARTS_TTL)
+            await pipe.execute()
 
 
 async def _keep_warm(state: ApiState, warm_key: str, draft_key: str, body: bytes) -> None:

@@ -67,6 +67,11 @@ def keep_instance_metadata(json_storage: LocalStorage, instance_key: str, body: 
     json_storage.write_atomic(instance_metadata_key(instance_key), [body], durable=False)
 
 
+def json_array(objects: Iterable[bytes]) -> bytes:
+    """The JSON array of already encoded JSON objects."""
+    return b"[" + b",".join(objects) + b"]"
+
+
 def join_parts(instances: Iterable[SeriesInstance], parts: Mapping[bytes, bytes]) -> bytes | None:
     """The series' DICOM JSON from its parts alone (no file read), or None when one is missing."""
     objects = []
@@ -75,7 +80,7 @@ def join_parts(instances: Iterable[SeriesInstance], parts: Mapping[bytes, bytes]
         if part is None:
             return None
         objects.append(part)
-    return b"[" + b",".join(objects) + b"]"
+    return json_array(objects)
 
 
 def build_series_metadata(
@@ -85,15 +90,22 @@ def build_series_metadata(
     instances: Iterable[SeriesInstance],
     parts: Mapping[bytes, bytes] | None = None,
 ) -> bytes:
-    """DICOM JSON (a JSON array, one object per instance) of the series' instances: from
-    `parts` where they hold an instance, else from its kept JSON file, else from its file."""
+    """DICOM JSON (a JSON array, one object per instance) of the series' instances."""
     return (
-        b"["
-        + b",".join(
-            _instance_object(storage, json_storage, tenant, row, parts) for row in instances
-        )
-        + b"]"
+        b"[" + b",".join(instance_objects(storage, json_storage, tenant, instances, parts)) + b"]"
     )
+
+
+def instance_objects(
+    storage: LocalStorage,
+    json_storage: LocalStorage,
+    tenant: str,
+    instances: Iterable[SeriesInstance],
+    parts: Mapping[bytes, bytes] | None = None,
+) -> list[bytes]:
+    """Each instance's DICOM JSON object: from `parts` where they hold it, else from its kept
+    JSON file, else from its file."""
+    return [_instance_object(storage, json_storage, tenant, row, parts) for row in instances]
 
 
 def _instance_object(
