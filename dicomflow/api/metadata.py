@@ -156,21 +156,21 @@ async def _build_draft(
     version: str,
     instances: tuple[SeriesInstance, ...],
 ) -> bytes:
-    """Joined from the series' parts when they hold every instance (nothing more to keep);
-    else built with the kept JSON files and the DICOM files (in a worker thread), kept in Redis
-    as the draft, and the parts Redis lacked put back (the next version is joined again)."""
+    """Joined from the series' parts when they hold every instance, else built with the kept
+    JSON files and the DICOM files (in a worker thread) and the parts Redis lacked put back (the
+    next version is joined again); kept in Redis as the draft after the answer."""
     parts: dict[bytes, bytes] = {}
     with _redis_is_a_cache():
         parts = await state.redis.hgetall(parts_key)
     body = join_parts(instances, parts)
     if body is not None:
+        state.in_background(_keep_draft(state, draft_key, version, body))
         return body
     objects = await asyncio.to_thread(
         instance_objects, state.storage, state.json_storage, tenant, instances, parts
     )
     body = json_array(objects)
-    draft = version.encode() + b" " + body
-    state.in_background(_cache_set(state, draft_key, draft, DRAFT_METADATA_TTL))
+    state.in_background(_keep_draft(state, draft_key, version, body))
     fields = [part_field(instance.sop_uid, instance.received_time) for instance in instances]
     lacking = {
         field: made for field, made in zip(fields, objects, strict=True) if field not in parts
@@ -202,6 +202,11 @@ async def _cache_set(state: ApiState, key: str, body: bytes, ttl: int) -> None:
 async def _cache_delete(state: ApiState, key: str) -> None:
     with _redis_is_a_cache():
         await state.redis.delete(key)
+
+
+async def _keep_draft(state: ApiState, draft_key: str, version: str, body: bytes) -> None:
+    """The series' metadata at `version`, read with the stable entry by the next request."""
+    await _cache_set(state, draft_key, version.encode() + b" " + body, DRAFT_METADATA_TTL)
 
 
 async def _keep_parts(state: ApiState, parts_key: str, parts: dict[bytes, bytes]) -> None:
