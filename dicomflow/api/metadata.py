@@ -163,19 +163,17 @@ async def _build_draft(
     with _redis_is_a_cache():
         parts = await state.redis.hgetall(parts_key)
     body = join_parts(instances, parts)
-    if body is not None:
-        state.in_background(_keep_draft(state, draft_key, version, body))
-        return body
-    objects = await asyncio.to_thread(
-        instance_objects, state.storage, state.json_storage, tenant, instances, parts
-    )
-    body = json_array(objects)
+    if body is None:
+        objects = await asyncio.to_thread(
+            instance_objects, state.storage, state.json_storage, tenant, instances, parts
+        )
+        body = json_array(objects)
+        fields = [part_field(instance.sop_uid, instance.received_time) for instance in instances]
+        lacking = {
+            field: made for field, made in zip(fields, objects, strict=True) if field not in parts
+        }
+        state.in_background(_keep_parts(state, parts_key, lacking))
     state.in_background(_keep_draft(state, draft_key, version, body))
-    fields = [part_field(instance.sop_uid, instance.received_time) for instance in instances]
-    lacking = {
-        field: made for field, made in zip(fields, objects, strict=True) if field not in parts
-    }
-    state.in_background(_keep_parts(state, parts_key, lacking))
     return body
 
 

@@ -56,11 +56,7 @@ class NotifiedCache(Generic[V]):
         if value is not None:
             self._kept.move_to_end(key)
             return value
-        notified = self._notified
-        value = await self._read(*key)
-        if value is not None and self._unchanged_since(notified):
-            self._keep([(key, value)])
-        return value
+        return await self._read_and_keep(key)
 
     def holds(self, *key: str) -> bool:
         return key in self._kept
@@ -108,14 +104,18 @@ class NotifiedCache(Generic[V]):
         """Read `key` again (after the read of an earlier change, which is not kept)."""
         if previous is not None:
             await asyncio.wait([previous])
-        notified = self._notified
         try:
-            value = await self._read(*key)
+            await self._read_and_keep(key)
         except Exception as exc:  # the next request reads it itself
             log.warning("could not read %s again: %s", "|".join(key), exc)
-            return
+
+    async def _read_and_keep(self, key: Key) -> V | None:
+        """`read(*key)`, kept unless a change was notified while it read."""
+        notified = self._notified
+        value = await self._read(*key)
         if value is not None and self._unchanged_since(notified):
             self._keep([(key, value)])
+        return value
 
     def _done_reading(self, key: Key, task: asyncio.Task[None]) -> None:
         if self._reading_again.get(key) is task:

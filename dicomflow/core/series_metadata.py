@@ -91,9 +91,7 @@ def build_series_metadata(
     parts: Mapping[bytes, bytes] | None = None,
 ) -> bytes:
     """DICOM JSON (a JSON array, one object per instance) of the series' instances."""
-    return (
-        b"[" + b",".join(instance_objects(storage, json_storage, tenant, instances, parts)) + b"]"
-    )
+    return json_array(instance_objects(storage, json_storage, tenant, instances, parts))
 
 
 def instance_objects(

@@ -48,7 +48,7 @@ from dicomflow.api.routes.wado_common import (
 from dicomflow.api.state import ApiState
 from dicomflow.api.transcode import as_stored_only, can_transcode
 from dicomflow.core.cache import series_metadata_key, study_series_key
-from dicomflow.core.series_metadata import SeriesInstance, build_series_metadata
+from dicomflow.core.series_metadata import SeriesInstance, build_series_metadata, json_array
 from dicomflow.core.storage import LocalStorage
 
 INSTANCE = "/studies/{study}/series/{series}/instances/{instance}"
@@ -68,7 +68,7 @@ async def study_metadata(request: Request, ref: Study) -> Response:
         raise HTTPException(404, f"study {study} not found")
     for series in series_uids:
         prefetch_instance_rows(state, tenant, study, series)
-    body = b"[" + b",".join(body[1:-1] for body in bodies) + b"]"
+    body = json_array(body[1:-1] for body in bodies)
     return await metadata_response(request, state, body, study_series_key(tenant, study))
 
 
