@@ -20,6 +20,12 @@ _TEMPORARY_NAME = re.compile(r"^\..+\.[0-9a-f]{32}\.tmp$")
 _RWF_NOWAIT: int | None = getattr(os, "RWF_NOWAIT", None)  # Linux only
 
 
+def _temporary_name(path: str | Path) -> str:
+    """A name of its own beside `path`, for a file on its way in or out (`_TEMPORARY_NAME`)."""
+    directory, name = os.path.split(path)
+    return os.path.join(directory, f".{name}.{uuid.uuid4().hex}.tmp")
+
+
 @dataclass(frozen=True)
 class SeriesLocation:
     """Where a series lives: tenant, study date folder, study and series UIDs, all validated."""
@@ -92,7 +98,7 @@ class LocalStorage:
         still see the old or the new content, never a mix, unless the machine crashes.
         """
         path = self._path(key)
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+        tmp = Path(_temporary_name(path))
         size = 0
         try:
             with self._create(tmp) as fh:
@@ -109,6 +115,32 @@ class LocalStorage:
         if durable:
             self._fsync_dir(path.parent)
         return size
+
+    @contextlib.contextmanager
+    def replacing(self, key: str) -> Iterator[None]:
+        """Within the block `key` may be written; if the block raises, the file `key` held
+        before is put back (durably), or, when it held none, the new one is removed.
+
+        The file held before is kept under a second name meanwhile (a hard link: no copy).
+        """
+        path = self._file_name(key)
+        previous: str | None = _temporary_name(path)
+        try:
+            os.link(path, previous)
+        except (FileNotFoundError, NotADirectoryError):
+            previous = None
+        try:
+            yield
+        except BaseException:
+            if previous is None:
+                Path(path).unlink(missing_ok=True)
+            else:
+                os.replace(previous, path)
+                self._fsync_dir(Path(path).parent)
+            raise
+        finally:
+            if previous is not None:
+                Path(previous).unlink(missing_ok=True)
 
     def remove_stale_temporary_files(self, older_than: float) -> tuple[int, int]:
         """Remove the temporary files `write_atomic` left behind a crash, if not modified for

@@ -102,12 +102,21 @@ class InstanceStore:
         ):
             raise AlreadyStored(key)
         try:
-            size = self._storage.write_atomic(key, _chunks(part10))
+            with self._storage.replacing(key):  # a copy stored before stays if this one fails
+                event = self._write(part10, header, key, origin)
+                self._publish(event, location)
         except OSError as exc:
             raise Rejected(
                 OUT_OF_RESOURCES, "write_failed", f"cannot write the file: {exc}"
             ) from exc
-        event = storage_event(
+        INSTANCES_RECEIVED.labels(origin.tenant, origin.via).inc()
+        BYTES_RECEIVED.labels(origin.via).inc(event.file_size)
+        return event
+
+    def _write(self, part10: Part10, header: Dataset, key: str, origin: Origin) -> StorageEvent:
+        """Write the instance durably under `key`; return its storage event."""
+        size = self._storage.write_atomic(key, _chunks(part10))
+        return storage_event(
             header,
             tenant=origin.tenant,
             file_path=key,
@@ -119,18 +128,16 @@ class InstanceStore:
             source_ae=origin.source_ae,
             called_ae=origin.called_ae,
         )
+
+    def _publish(self, event: StorageEvent, location: SeriesLocation) -> None:
         try:
             self._publisher.publish(
                 STORAGE_QUEUE,
-                series_key(origin.tenant, location.study_uid, location.series_uid).encode(),
+                series_key(event.tenant_id, location.study_uid, location.series_uid).encode(),
                 event.dumps(),
             )
         except PublishFailed as exc:
-            self._storage.delete(key)
             raise Rejected(OUT_OF_RESOURCES, "publish_failed", str(exc)) from exc
-        INSTANCES_RECEIVED.labels(origin.tenant, origin.via).inc()
-        BYTES_RECEIVED.labels(origin.via).inc(size)
-        return event
 
 
 def _parse(part10: Part10) -> Dataset:
