@@ -74,7 +74,7 @@ PATHS = {
     AGAIN: "dicomflow again = series not stable yet, asked again: the version and instances kept"
     " in memory, the instances' JSON in Redis joined",
     FALLBACK: "dicomflow fallback = series not stable yet, the instances' JSON gone from Redis"
-    " (removed before each request): built from the JSON files kept at indexing",
+    " (removed before each request): joined from the series' parts file (one read)",
     WARM: "dicomflow warm = precomputed when the series became stable, served from Redis",
     FILE: "dicomflow file = precomputed file, Redis entry removed before each request",
 }

@@ -1,20 +1,19 @@
-"""Series metadata: each instance's kept DICOM JSON joined, the file read where none is kept."""
+"""Series metadata: each instance's kept part joined, the file read where none is kept."""
 
 from pathlib import Path
 
 import orjson
 import pydicom
-import pytest
 
-from dicomflow.core.identifiers import InvalidIdentifier
 from dicomflow.core.series_metadata import (
     SeriesInstance,
     build_series_metadata,
     instance_metadata,
-    instance_metadata_key,
     join_parts,
     keep_instance_metadata,
+    keep_series_parts,
     part_field,
+    read_series_parts,
 )
 from dicomflow.core.storage import LocalStorage, SeriesLocation
 from tests.dicom_factory import make_ct
@@ -46,15 +45,24 @@ def built_from_files(storage: LocalStorage, rows: list[SeriesInstance]) -> list:
     return objects
 
 
-def test_kept_metadata_is_joined_and_equals_the_files(tmp_path: Path) -> None:
+def keep_parts(
+    json_storage: LocalStorage, storage: LocalStorage, rows: list[SeriesInstance]
+) -> None:
+    """Keep each instance's part as the worker does."""
+    for study, series, sop, key, received in rows:
+        with storage.open(key) as fh:
+            body = instance_metadata(pydicom.dcmread(fh), "t", study, series, sop)
+        keep_instance_metadata(json_storage, key, part_field(sop, received), body)
+
+
+def test_kept_parts_are_joined_and_equal_the_files(tmp_path: Path) -> None:
     storage, rows = stored_series(tmp_path, 3)
     json_storage = LocalStorage(tmp_path / "json")
     without_kept = build_series_metadata(storage, json_storage, "t", rows)
-    for study, series, sop, key, _ in rows:
-        with storage.open(key) as fh:
-            body = instance_metadata(pydicom.dcmread(fh), "t", study, series, sop)
-        keep_instance_metadata(json_storage, key, body)
-    assert (tmp_path / "json/t/20240102" / STUDY / SERIES / f"{SERIES}.1.json").is_file()
+    keep_parts(json_storage, storage, rows)
+    assert [p.name for p in (tmp_path / "json/t/20240102" / STUDY).iterdir()] == [
+        f"{SERIES}.parts"
+    ], "one file per series, beside its metadata"
     with_kept = build_series_metadata(storage, json_storage, "t", rows)
     assert with_kept == without_kept
     assert orjson.loads(with_kept) == built_from_files(storage, rows)
@@ -63,13 +71,19 @@ def test_kept_metadata_is_joined_and_equals_the_files(tmp_path: Path) -> None:
     )
 
 
-def test_kept_metadata_is_what_is_served(tmp_path: Path) -> None:
+def test_the_last_kept_part_of_the_instance_as_indexed_is_served(tmp_path: Path) -> None:
     storage, rows = stored_series(tmp_path, 2)
     json_storage = LocalStorage(tmp_path / "json")
-    keep_instance_metadata(json_storage, rows[1].key, b'{"kept":true}')
+    first, second = rows
+    keep_instance_metadata(json_storage, first.key, part_field(first.sop_uid, RECEIVED), b"{}")
+    keep_instance_metadata(
+        json_storage, first.key, part_field(first.sop_uid, RECEIVED), b'{"kept":1}'
+    )
+    keep_instance_metadata(
+        json_storage, second.key, part_field(second.sop_uid, "2026-11-26 01:02:03.000003"), b"{}"
+    )  # an older copy's
     objects = orjson.loads(build_series_metadata(storage, json_storage, "t", rows))
-    assert objects[1] == {"kept": True}
-    assert objects[0] == built_from_files(storage, rows[:1])[0]
+    assert objects == [{"kept": 1}, built_from_files(storage, rows[1:])[0]]
 
 
 def test_parts_are_served_unless_they_are_of_an_older_copy(tmp_path: Path) -> None:
@@ -90,20 +104,32 @@ def test_parts_are_served_unless_they_are_of_an_older_copy(tmp_path: Path) -> No
     assert orjson.loads(joined) == [{"part": 1}, {"part": 2}]
 
 
-def test_missing_or_cut_metadata_is_built_from_the_file(tmp_path: Path) -> None:
-    storage, rows = stored_series(tmp_path, 2)
+def test_parts_cut_short_by_a_crash_are_made_from_the_files(tmp_path: Path) -> None:
+    storage, rows = stored_series(tmp_path, 3)
     json_storage = LocalStorage(tmp_path / "json")
-    keep_instance_metadata(json_storage, rows[0].key, b"")  # as a crash may leave it
-    keep_instance_metadata(json_storage, rows[1].key, b'{"00080018": {"vr"')
+    keep_parts(json_storage, storage, rows[:1])
+    parts_key = SeriesLocation.of_instance_key(rows[0].key).parts_key
+    cut = f'{part_field(rows[1].sop_uid, RECEIVED).decode()}\t40\t{{"00080018": {{'.encode()
+    json_storage.append(parts_key, cut)  # a crash stopped this append: no newline
+    keep_instance_metadata(
+        json_storage, rows[2].key, part_field(rows[2].sop_uid, RECEIVED), b'{"run":"together"}'
+    )  # its record runs on from the cut one: neither is served
+    assert set(read_series_parts(json_storage, rows[0].key)) == {
+        part_field(rows[0].sop_uid, RECEIVED)
+    }
     objects = orjson.loads(build_series_metadata(storage, json_storage, "t", rows))
     assert objects == built_from_files(storage, rows)
-    json_storage.delete(instance_metadata_key(rows[0].key))
-    assert orjson.loads(build_series_metadata(storage, json_storage, "t", rows)) == objects
 
 
-def test_kept_metadata_lies_beside_its_series_under_the_json_root() -> None:
-    key = SeriesLocation("t", "20240102", STUDY, SERIES).instance_key(f"{SERIES}.7")
-
-    assert instance_metadata_key(key) == f"t/20240102/{STUDY}/{SERIES}/{SERIES}.7.json"
-    with pytest.raises(InvalidIdentifier):
-        instance_metadata_key(f"t/20240102/{STUDY}/{SERIES}.json")
+def test_the_parts_file_written_anew_holds_the_current_parts_only(tmp_path: Path) -> None:
+    storage, rows = stored_series(tmp_path, 2)
+    json_storage = LocalStorage(tmp_path / "json")
+    older = part_field(rows[0].sop_uid, "2026-11-26 01:02:03.000003")
+    keep_instance_metadata(json_storage, rows[0].key, older, b'{"older":1}')
+    keep_parts(json_storage, storage, rows[1:])
+    objects = [b'{"part":1}', b'{"part":2}']
+    keep_series_parts(json_storage, rows, objects)
+    assert read_series_parts(json_storage, rows[1].key) == {
+        part_field(row.sop_uid, row.received_time): body
+        for row, body in zip(rows, objects, strict=True)
+    }

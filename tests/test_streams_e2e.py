@@ -16,7 +16,9 @@ from faust.types import TP
 
 from dicomflow.api import queries
 from dicomflow.core.cache import series_metadata_key, series_parts_key
+from dicomflow.core.series_metadata import read_series_parts
 from dicomflow.core.settings import Settings
+from dicomflow.core.storage import LocalStorage
 from dicomflow.core.topics import STORAGE_QUEUE
 from dicomflow.streams.app import app
 from dicomflow.streams.watchdog import committed_offsets
@@ -114,6 +116,7 @@ def test_load_gives_exact_counts_and_series_metadata(
     json_rows = wait_for(lambda: metadata_written(stack, uid_root), 60, 0.5, what="metadata")
     assert {r["json_status"] for r in json_rows} == {"ok"}
     json_root = Path(system.env["DICOMFLOW_JSON_ROOT"])
+    json_storage = LocalStorage(json_root)
     json_files = sorted(json_root.glob(f"default/*/*/{uid_root}.*.json"))
     assert len(json_files) == 6
     for json_file in json_files:
@@ -125,8 +128,9 @@ def test_load_gives_exact_counts_and_series_metadata(
         assert len(stored) == INSTANCES
         for path in stored:
             assert_same_json(by_sop[path.stem], expected_json(path))
-            kept = json_file.with_suffix("") / f"{path.stem}.json"  # each instance's, kept
-            assert orjson.loads(kept.read_bytes()) == by_sop[path.stem]
+        parts = read_series_parts(json_storage, str(stored[0].relative_to(system.storage_root)))
+        kept = {field.split(b" ")[0].decode(): orjson.loads(body) for field, body in parts.items()}
+        assert kept == by_sop, "the parts file beside the series holds each instance's part"
 
     for topic in ("dicom_image_queue", "log_queue"):
         messages = asyncio.run(

@@ -156,8 +156,8 @@ async def _build_draft(
     version: str,
     instances: tuple[SeriesInstance, ...],
 ) -> bytes:
-    """Joined from the series' parts when they hold every instance, else built with the kept
-    JSON files and the DICOM files (in a worker thread) and the parts Redis lacked put back (the
+    """Joined from the series' parts in Redis when they hold every instance, else with the
+    parts file and the DICOM files (in a worker thread) and the parts Redis lacked put back (the
     next version is joined again); kept in Redis as the draft after the answer."""
     parts: dict[bytes, bytes] = {}
     with _redis_is_a_cache():

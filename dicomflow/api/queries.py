@@ -14,7 +14,7 @@ _ORDER = "ORDER BY series_uid, instance_number NULLS LAST, sop_uid"
 
 _INSTANCE_ROW = (
     "SELECT study_uid, series_uid, sop_uid, file_path, transfer_syntax_uid, sop_class_uid,"
-    " number_of_frames, file_size FROM dicom_image_meta"
+    f" number_of_frames, file_size, {RECEIVED_TIME_TEXT} FROM dicom_image_meta"
     " WHERE tenant_id = $1 AND study_uid = $2 AND series_uid = $3"
 )
 

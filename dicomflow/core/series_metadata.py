@@ -1,13 +1,18 @@
-"""Series metadata (the DICOM JSON of every instance), from each instance's kept JSON or its file.
+"""Series metadata (the DICOM JSON of every instance), from each instance's kept part or its file.
 
-The worker keeps each instance's DICOM JSON under the JSON root when it indexes the instance
-(`keep_instance_metadata`), and in Redis while its series is not stable (the series' parts,
-`series_parts_key`, one field per instance: `part_field`). The stream job (series stable) and
-the API (on demand) join them, and build from the DICOM file any instance whose JSON is missing
-or was cut short by a crash.
+The worker keeps each instance's DICOM JSON, its part, when it indexes the instance: in the
+series' parts file under the JSON root (`keep_instance_metadata`), and in Redis while the series
+is not stable (`series_parts_key`); both name a part by `part_field`. The stream job (series
+stable) and the API (on demand) join the parts, and build from the DICOM file any instance
+whose part is missing or was cut short by a crash.
+
+The parts file is one record per part, `{field}\t{length}\t{json}\n`, each appended with one
+write (the last record of a field wins); the stream job writes it anew with the series' current
+parts when the series is stable. Hand-written: a log appended by one writer and read whole is
+simpler than any file format a library offers for it.
 """
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import BinaryIO, NamedTuple
 
 import orjson
@@ -15,8 +20,7 @@ import pydicom
 from pydicom.dataset import Dataset
 
 from dicomflow.core.dicom_json import instance_json
-from dicomflow.core.identifiers import InvalidIdentifier
-from dicomflow.core.storage import LocalStorage
+from dicomflow.core.storage import LocalStorage, SeriesLocation
 from dicomflow.core.urls import instance_url
 
 DEFER_SIZE = 16 * 1024
@@ -52,19 +56,47 @@ def instance_metadata(
     return orjson.dumps(instance_json(ds, instance_url(tenant, study_uid, series_uid, sop_uid)))
 
 
-def instance_metadata_key(instance_key: str) -> str:
-    """Where the DICOM JSON of the instance stored under `instance_key` is kept: the same key
-    under the JSON root, `.json` for `.dcm` (string work only: a series' metadata joins one
-    per instance, and the storage refuses any key that would leave its root)."""
-    if not instance_key.endswith(".dcm"):
-        raise InvalidIdentifier(f"{instance_key!r} is not an instance key")
-    return instance_key.removesuffix(".dcm") + ".json"
+def keep_instance_metadata(
+    json_storage: LocalStorage, instance_key: str, field: bytes, body: bytes
+) -> None:
+    """Append the part of the instance stored under `instance_key` to its series' parts file
+    (not fsynced: a part a crash loses is made from the DICOM file again)."""
+    json_storage.append(_parts_file_key(instance_key), _record(field, body))
 
 
-def keep_instance_metadata(json_storage: LocalStorage, instance_key: str, body: bytes) -> None:
-    """Keep an instance's DICOM JSON (replacing any older one); not fsynced: it is rebuilt from
-    the file when lost."""
-    json_storage.write_atomic(instance_metadata_key(instance_key), [body], durable=False)
+def keep_series_parts(
+    json_storage: LocalStorage, instances: Sequence[SeriesInstance], objects: Iterable[bytes]
+) -> None:
+    """Write the series' parts file anew with the parts of its `instances` (`objects`, in the
+    same order): the parts of replaced copies go, parts lost or cut short come back."""
+    if not instances:
+        return
+    records = (
+        _record(part_field(row.sop_uid, row.received_time), body)
+        for row, body in zip(instances, objects, strict=True)
+    )
+    json_storage.write_atomic(_parts_file_key(instances[0].key), records, durable=False)
+
+
+def read_series_parts(json_storage: LocalStorage, instance_key: str) -> dict[bytes, bytes]:
+    """The parts in the parts file of the series of `instance_key`, by field; records a crash
+    cut short or ran together are left out."""
+    data = json_storage.read_bytes_if_present(_parts_file_key(instance_key)) or b""
+    parts = {}
+    for line in data.split(b"\n")[:-1]:  # after the last newline: a record being appended
+        field, _, rest = line.partition(b"\t")
+        length, _, body = rest.partition(b"\t")
+        if length.isdigit() and int(length) == len(body) and b"\t" not in body:
+            parts[field] = body
+    return parts
+
+
+def _record(field: bytes, body: bytes) -> bytes:
+    return b"%s\t%d\t%s\n" % (field, len(body), body)
+
+
+def _parts_file_key(instance_key: str) -> str:
+    return SeriesLocation.of_instance_key(instance_key).parts_key
 
 
 def json_array(objects: Iterable[bytes]) -> bytes:
@@ -87,7 +119,7 @@ def build_series_metadata(
     storage: LocalStorage,
     json_storage: LocalStorage,
     tenant: str,
-    instances: Iterable[SeriesInstance],
+    instances: Sequence[SeriesInstance],
     parts: Mapping[bytes, bytes] | None = None,
 ) -> bytes:
     """DICOM JSON (a JSON array, one object per instance) of the series' instances."""
@@ -98,27 +130,23 @@ def instance_objects(
     storage: LocalStorage,
     json_storage: LocalStorage,
     tenant: str,
-    instances: Iterable[SeriesInstance],
+    instances: Sequence[SeriesInstance],
     parts: Mapping[bytes, bytes] | None = None,
 ) -> list[bytes]:
-    """Each instance's DICOM JSON object: from `parts` where they hold it, else from its kept
-    JSON file, else from its file."""
-    return [_instance_object(storage, json_storage, tenant, row, parts) for row in instances]
+    """The DICOM JSON object of each of a series' instances: its part in `parts` (Redis), else
+    in the series' parts file (read only then), else made from its DICOM file."""
+    fields = [part_field(row.sop_uid, row.received_time) for row in instances]
+    found: Mapping[bytes, bytes] = parts or {}
+    if instances and not all(field in found for field in fields):
+        found = {**read_series_parts(json_storage, instances[0].key), **found}
+    return [
+        found.get(field) or _made_from_file(storage, tenant, row)
+        for field, row in zip(fields, instances, strict=True)
+    ]
 
 
-def _instance_object(
-    storage: LocalStorage,
-    json_storage: LocalStorage,
-    tenant: str,
-    row: SeriesInstance,
-    parts: Mapping[bytes, bytes] | None,
-) -> bytes:
-    part = parts.get(part_field(row.sop_uid, row.received_time)) if parts else None
-    if part is not None:
-        return part
-    study_uid, series_uid, sop_uid, key, _ = row
-    kept = json_storage.read_bytes_if_present(instance_metadata_key(key))
-    if kept is not None and kept.startswith(b"{") and kept.endswith(b"}"):
-        return kept
-    with storage.open(key) as fh:
-        return instance_metadata(read_instance(fh), tenant, study_uid, series_uid, sop_uid)
+def _made_from_file(storage: LocalStorage, tenant: str, row: SeriesInstance) -> bytes:
+    with storage.open(row.key) as fh:
+        return instance_metadata(
+            read_instance(fh), tenant, row.study_uid, row.series_uid, row.sop_uid
+        )

@@ -55,6 +55,11 @@ class SeriesLocation:
         """Key of the series metadata (DICOM JSON) under the JSON root."""
         return f"{self.prefix}.json"
 
+    @property
+    def parts_key(self) -> str:
+        """Key of the series' parts file (each instance's DICOM JSON) under the JSON root."""
+        return f"{self.prefix}.parts"
+
     @classmethod
     def of_instance_key(cls, key: str) -> "SeriesLocation":
         """The series location of an instance key made by `instance_key` (validated again)."""
@@ -115,6 +120,23 @@ class LocalStorage:
         if durable:
             self._fsync_dir(path.parent)
         return size
+
+    def append(self, key: str, data: bytes) -> None:
+        """Append `data` to the file (made when missing) with one write, not fsynced: appends
+        never run into each other; a reader may find the last one in part."""
+        path = self._file_name(key)
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+        try:
+            fd = os.open(path, flags, 0o644)
+        except FileNotFoundError:
+            self._make_dirs(Path(path).parent)
+            fd = os.open(path, flags, 0o644)
+        try:
+            written = os.write(fd, data)
+        finally:
+            os.close(fd)
+        if written != len(data):
+            raise OSError(errno.ENOSPC, f"{written} of {len(data)} bytes appended to {key}")
 
     @contextlib.contextmanager
     def replacing(self, key: str) -> Iterator[None]:

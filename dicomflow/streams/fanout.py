@@ -1,7 +1,6 @@
 """Fan-out: each storage event becomes an image record, an object record and series progress."""
 
 import asyncio
-import contextlib
 import logging
 
 from pydicom.dataset import Dataset
@@ -9,8 +8,8 @@ from pydicom.dataset import Dataset
 from dicomflow.core.cache import series_metadata_key, study_series_key
 from dicomflow.core.series_metadata import (
     instance_metadata,
-    instance_metadata_key,
     keep_instance_metadata,
+    part_field,
     read_instance,
 )
 from dicomflow.streams.app import app
@@ -39,7 +38,6 @@ def read_and_keep_metadata(event: StorageEvent) -> tuple[Dataset, ImageRecord, b
     """The stored file's header, image record and DICOM JSON (None if it could not be made);
     the JSON is kept on the way (one read of the file), before the image record can make the
     instance visible."""
-    json_storage = resources().json_storage
     body = None
     with resources().storage.open(event.file_path) as fh:
         header = read_instance(fh)
@@ -48,12 +46,11 @@ def read_and_keep_metadata(event: StorageEvent) -> tuple[Dataset, ImageRecord, b
             body = instance_metadata(
                 header, event.tenant_id, event.study_uid, event.series_uid, event.sop_uid
             )
-            keep_instance_metadata(json_storage, event.file_path, body)
+            field = part_field(event.sop_uid, event.created_time)
+            keep_instance_metadata(resources().json_storage, event.file_path, field, body)
         except Exception as exc:  # never holds up indexing: the metadata is built from the file
             log.warning("cannot keep the metadata of %s: %s", event.file_path, exc)
             body = None
-            with contextlib.suppress(OSError):
-                json_storage.delete(instance_metadata_key(event.file_path))
     return header, record, body
 
 

@@ -1,11 +1,13 @@
 """The "webworker" job: when a series becomes stable, write its DICOM JSON metadata.
 
-The file goes to `{json_root}/{tenant}/{date}/{study}/{series}.json` atomically; the outcome
-is recorded in `dicom_json_meta`; the Redis entry the API reads is refreshed.
+The file goes to `{json_root}/{tenant}/{date}/{study}/{series}.json` atomically, and the
+series' parts file beside it is written anew; the outcome is recorded in `dicom_json_meta`; the
+Redis entry the API reads is refreshed.
 """
 
 import asyncio
 import logging
+from collections.abc import Mapping, Sequence
 
 from dicomflow.core.cache import (
     SERIES_METADATA_TTL,
@@ -14,7 +16,12 @@ from dicomflow.core.cache import (
     series_parts_key,
 )
 from dicomflow.core.index import series_instances
-from dicomflow.core.series_metadata import build_series_metadata
+from dicomflow.core.series_metadata import (
+    SeriesInstance,
+    instance_objects,
+    json_array,
+    keep_series_parts,
+)
 from dicomflow.core.storage import SeriesLocation
 from dicomflow.streams.app import app
 from dicomflow.streams.progress import series_progress
@@ -83,13 +90,9 @@ async def generate(res: Resources, event: StorageEvent, expected_instances: int)
     parts: dict[bytes, bytes] = {}
     try:
         parts = await res.redis.hgetall(series_parts_key(*series))
-    except Exception as exc:  # Redis is a cache: the kept JSON files are read instead
+    except Exception as exc:  # Redis is a cache: the parts file is read instead
         log.warning("could not read the parts of %s from Redis: %s", event.series_uid, exc)
-    body = await asyncio.to_thread(
-        build_series_metadata, res.storage, res.json_storage, event.tenant_id, rows, parts
-    )
-    location = SeriesLocation.of_instance_key(event.file_path)
-    await asyncio.to_thread(res.json_storage.write_atomic, location.metadata_key, [body])
+    body = await asyncio.to_thread(write_metadata_files, res, event, rows, parts)
     try:
         async with res.redis.pipeline(transaction=False) as pipe:
             pipe.set(series_metadata_key(*series), body, ex=SERIES_METADATA_TTL)
@@ -98,6 +101,22 @@ async def generate(res: Resources, event: StorageEvent, expected_instances: int)
             await pipe.execute()
     except Exception as exc:  # Redis is a cache: the API falls back to the file
         log.warning("could not refresh the Redis entry of %s: %s", event.series_uid, exc)
+
+
+def write_metadata_files(
+    res: Resources,
+    event: StorageEvent,
+    instances: Sequence[SeriesInstance],
+    parts: Mapping[bytes, bytes],
+) -> bytes:
+    """Build the series' metadata, write it beside the series, and write its parts file anew
+    with exactly the parts it was built from; return the metadata."""
+    objects = instance_objects(res.storage, res.json_storage, event.tenant_id, instances, parts)
+    body = json_array(objects)
+    location = SeriesLocation.of_instance_key(event.file_path)
+    res.json_storage.write_atomic(location.metadata_key, [body])
+    keep_series_parts(res.json_storage, instances, objects)
+    return body
 
 
 async def record_outcome(res: Resources, event: StorageEvent, status: str, attempt: int) -> None:

@@ -17,7 +17,7 @@ class SeriesParts:
     """Keeps each instance's DICOM JSON in its series' parts in Redis, before its image record
     can make it visible: the API builds the metadata of a series not stable yet from one read.
     After a failure it leaves Redis alone for `PAUSE_SECONDS`, so that a Redis that hangs does
-    not slow the indexing down (the API reads the kept JSON files of the instances it lacks)."""
+    not slow the indexing down (the API reads the series' parts file instead)."""
 
     PAUSE_SECONDS = 30.0
 

@@ -84,14 +84,13 @@ async def series_metadata_route(request: Request, ref: Series) -> Response:
 
 @router.get(INSTANCE + "/metadata")
 async def instance_metadata(request: Request, ref: Instance) -> Response:
-    key = await instance_key(ref)
+    row = await instance_row(ref)
+    instance = SeriesInstance(
+        ref.study, ref.series, ref.instance, row["file_path"], row["received_time_text"]
+    )
     body = await asyncio.to_thread(
-        build_series_metadata,
-        ref.state.storage,
-        ref.state.json_storage,
-        ref.tenant,
-        [SeriesInstance(ref.study, ref.series, ref.instance, key, received_time="")],
-    )  # from its kept JSON file (one read), else its file: the series' parts are not read
+        build_series_metadata, ref.state.storage, ref.state.json_storage, ref.tenant, [instance]
+    )  # its part from the series' parts file, else made from its file; Redis is not read
     return await metadata_response(request, ref.state, body)
 
 
