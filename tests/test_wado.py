@@ -3,10 +3,11 @@
 import asyncio
 import io
 import os
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
+from typing import TypeVar
 
 import asyncpg
 import httpx
@@ -31,7 +32,12 @@ from dicomflow.api.notified_cache import NotifiedCache
 from dicomflow.api.single_flight import SingleFlight
 from dicomflow.core.cache import series_draft_key, series_parts_key
 from dicomflow.core.db import create_pool
-from dicomflow.core.series_metadata import instance_objects, part_field
+from dicomflow.core.series_metadata import (
+    instance_objects,
+    parse_series_parts,
+    part_field,
+    parts_file_key,
+)
 from dicomflow.core.settings import Settings
 from dicomflow.core.storage import LocalStorage, study_date_folder
 from tests.dicom_factory import make_cine, make_ct
@@ -39,6 +45,7 @@ from tests.metadata_checks import assert_same_json, expected_json
 from tests.services import RunningServices, async_wait_for, rss_bytes, storescu, wait_for
 
 pytestmark = pytest.mark.e2e
+T = TypeVar("T")
 
 RLE = "1.2.840.10008.1.2.5"
 # storescu proposes uncompressed syntaxes only, unless told which compressed one to add.
@@ -491,11 +498,16 @@ async def test_metadata_of_a_series_not_stable_yet_is_built_once_per_version(
     series = ("default", uid_root, f"{uid_root}.1")
     builds: list[int] = []
 
-    def counted_build(*args: object) -> list[bytes]:
-        builds.append(1)
-        return instance_objects(*args)  # type: ignore[arg-type]
+    def counted(build: Callable[..., T]) -> Callable[..., T]:
+        def counting(*args: object) -> T:
+            builds.append(1)
+            return build(*args)
 
-    monkeypatch.setattr(metadata, "instance_objects", counted_build)
+        return counting
+
+    # A build reads the parts file in the event loop, or in a thread with the DICOM files.
+    monkeypatch.setattr(metadata, "parse_series_parts", counted(parse_series_parts))
+    monkeypatch.setattr(metadata, "instance_objects", counted(instance_objects))
     parts_key = series_parts_key(*series)
 
     async def parts_put_back(count: int) -> None:
@@ -547,7 +559,7 @@ async def test_metadata_of_a_series_not_stable_yet_is_joined_from_its_parts(
     system: RunningServices, stack: Settings, tmp_path: Path, uid_root: str
 ) -> None:
     """A build takes an instance's JSON from the series' parts in Redis when the part is of the
-    instance as indexed now, else from the instance's files."""
+    instance as indexed now, else from the series' parts file, else from its DICOM file."""
     sent = store(system, cts(tmp_path, uid_root, 2))
     pool = await create_pool(stack)
     cache = aioredis.Redis(host="127.0.0.1", port=stack.redis_port, db=DRAFT_TEST_DB)
@@ -583,6 +595,11 @@ async def test_metadata_of_a_series_not_stable_yet_is_joined_from_its_parts(
 
         await cache.hset(parts_key, current, b'{"part":2}')
         assert await built() == [{"part": 1}, {"part": 2}]
+
+        await cache.delete(parts_key)
+        (Path(system.env["DICOMFLOW_JSON_ROOT"]) / parts_file_key(first.key)).unlink()
+        for made, ds in zip(await built(), sent, strict=True):  # from the DICOM files
+            assert_same_json(made, expected_json(stored_path(system, ds)))
     finally:
         await cache.delete(parts_key, series_draft_key(*series))
         await cache.aclose()

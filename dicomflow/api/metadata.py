@@ -29,7 +29,9 @@ from dicomflow.core.series_metadata import (
     instance_objects,
     join_parts,
     json_array,
+    parse_series_parts,
     part_field,
+    parts_file_key,
 )
 from dicomflow.core.storage import LocalStorage, SeriesLocation
 
@@ -157,24 +159,38 @@ async def _build_draft(
     instances: tuple[SeriesInstance, ...],
 ) -> bytes:
     """Joined from the series' parts in Redis when they hold every instance, else with the
-    parts file and the DICOM files (in a worker thread) and the parts Redis lacked put back (the
-    next version is joined again); kept in Redis as the draft after the answer."""
+    series' parts file (read in the event loop when the page cache holds it) and, for parts
+    missing there too, the DICOM files (in a worker thread); the parts Redis lacked are put back
+    (the next version is joined again). Kept in Redis as the draft after the answer."""
     parts: dict[bytes, bytes] = {}
     with _redis_is_a_cache():
         parts = await state.redis.hgetall(parts_key)
     body = join_parts(instances, parts)
     if body is None:
-        objects = await asyncio.to_thread(
-            instance_objects, state.storage, state.json_storage, tenant, instances, parts
-        )
-        body = json_array(objects)
+        found = {**_kept_parts_if_cached(state.json_storage, instances[0].key), **parts}
         fields = [part_field(instance.sop_uid, instance.received_time) for instance in instances]
+        objects = [found[field] for field in fields if field in found]
+        if len(objects) < len(fields):
+            objects = await asyncio.to_thread(
+                instance_objects, state.storage, state.json_storage, tenant, instances, found
+            )
+        body = json_array(objects)
         lacking = {
             field: made for field, made in zip(fields, objects, strict=True) if field not in parts
         }
         state.in_background(_keep_parts(state, parts_key, lacking))
     state.in_background(_keep_draft(state, draft_key, version, body))
     return body
+
+
+def _kept_parts_if_cached(json_storage: LocalStorage, instance_key: str) -> dict[bytes, bytes]:
+    """The parts in the series' parts file if the page cache holds all of it (no wait for the
+    disk, no thread hop), else none."""
+    try:
+        data = json_storage.read_if_cached(parts_file_key(instance_key), INLINE_READ_LIMIT)
+    except FileNotFoundError:
+        return {}
+    return {} if data is None else parse_series_parts(bytes(data))
 
 
 async def _read_file(storage: LocalStorage, key: str) -> bytes:

@@ -61,7 +61,7 @@ def keep_instance_metadata(
 ) -> None:
     """Append the part of the instance stored under `instance_key` to its series' parts file
     (not fsynced: a part a crash loses is made from the DICOM file again)."""
-    json_storage.append(_parts_file_key(instance_key), _record(field, body))
+    json_storage.append(parts_file_key(instance_key), _record(field, body))
 
 
 def keep_series_parts(
@@ -75,13 +75,19 @@ def keep_series_parts(
         _record(part_field(row.sop_uid, row.received_time), body)
         for row, body in zip(instances, objects, strict=True)
     )
-    json_storage.write_atomic(_parts_file_key(instances[0].key), records, durable=False)
+    json_storage.write_atomic(parts_file_key(instances[0].key), records, durable=False)
 
 
 def read_series_parts(json_storage: LocalStorage, instance_key: str) -> dict[bytes, bytes]:
     """The parts in the parts file of the series of `instance_key`, by field; records a crash
     cut short or ran together are left out."""
-    data = json_storage.read_bytes_if_present(_parts_file_key(instance_key)) or b""
+    return parse_series_parts(
+        json_storage.read_bytes_if_present(parts_file_key(instance_key)) or b""
+    )
+
+
+def parse_series_parts(data: bytes) -> dict[bytes, bytes]:
+    """The parts in a parts file's bytes (see `read_series_parts`)."""
     parts = {}
     for line in data.split(b"\n")[:-1]:  # after the last newline: a record being appended
         field, _, rest = line.partition(b"\t")
@@ -95,7 +101,8 @@ def _record(field: bytes, body: bytes) -> bytes:
     return b"%s\t%d\t%s\n" % (field, len(body), body)
 
 
-def _parts_file_key(instance_key: str) -> str:
+def parts_file_key(instance_key: str) -> str:
+    """The key of the parts file of the series of `instance_key`, under the JSON root."""
     return SeriesLocation.of_instance_key(instance_key).parts_key
 
 
