@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+from dicomflow.core.scheduling import schedule_as_background
 from dicomflow.core.settings import Settings
 
 SERVICES = ("scp", "worker", "api", "analytics-sink")
@@ -52,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "worker":
         from dicomflow.streams.main import run_worker
 
+        schedule_as_background(settings)
         run_worker(settings, args.log_level)
     elif args.command == "api":
         from dicomflow.api.main import serve as serve_api
@@ -60,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "analytics-sink":
         from dicomflow.analytics.main import run_sink
 
+        schedule_as_background(settings)
         run_sink(settings, args.log_level)
     elif args.command == "analytics":
         return _analytics(settings, args)

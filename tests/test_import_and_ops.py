@@ -1,6 +1,7 @@
 """Bulk import, the access log and the metrics endpoints, against the running system."""
 
 import asyncio
+import os
 import subprocess
 import sys
 import uuid
@@ -106,3 +107,16 @@ def test_metrics_are_exposed(system: RunningServices, tmp_path: Path, uid_root: 
     assert "dicomflow_access_log_dropped_total" in api.text
     worker = f"http://127.0.0.1:{system.env['DICOMFLOW_WORKER_METRICS_PORT']}/metrics"
     assert "dicomflow_values_truncated_total" in httpx.get(worker).text
+
+
+def thread_policies(pid: int) -> set[int]:
+    """The scheduling policy of every thread of a process."""
+    return {os.sched_getscheduler(int(task.name)) for task in Path(f"/proc/{pid}/task").iterdir()}
+
+
+def test_the_worker_gives_way_to_the_foreground_services(system: RunningServices) -> None:
+    """Every thread of the worker, also those started after it set its policy, is SCHED_IDLE;
+    the SCP's and the API's are not."""
+    assert thread_policies(system.processes["worker"].pid) == {os.SCHED_IDLE}
+    for service in ("scp", "api"):
+        assert thread_policies(system.processes[service].pid) == {os.SCHED_OTHER}, service

@@ -131,6 +131,14 @@ class Settings(BaseSettings):
     worker_session_timeout: float = Field(
         10.0, description="Seconds before Kafka gives a dead worker's partitions to another."
     )
+    background_scheduling: Literal["idle", "normal"] = Field(
+        "idle",
+        description="CPU scheduling of the consumers (worker, analytics sink): `idle` (Linux "
+        "SCHED_IDLE) lets the SCP, the API and Kafka run first whenever they are ready, so on a "
+        "shared machine a C-STORE is answered sooner and indexing uses the CPU time they leave "
+        "(lagging under load, catching up from Kafka); `normal` for consumers on machines of "
+        "their own.",
+    )
     node_id: str = "node-1"
 
     @field_validator("default_tenant")
