@@ -36,9 +36,8 @@ def load_header(key: str):  # type: ignore[no-untyped-def]
 
 def read_and_keep_metadata(event: StorageEvent) -> tuple[Dataset, ImageRecord, bytes | None]:
     """The stored file's header, image record and DICOM JSON (None if it could not be made);
-    the JSON is kept on the way (one read of the file), before the image record can make the
-    instance visible."""
-    body = None
+    the JSON is appended to the series' parts file on the way (one read of the file), before
+    the image record can make the instance visible."""
     with resources().storage.open(event.file_path) as fh:
         header = read_instance(fh)
         record = image_record(header, event)
@@ -46,11 +45,14 @@ def read_and_keep_metadata(event: StorageEvent) -> tuple[Dataset, ImageRecord, b
             body = instance_metadata(
                 header, event.tenant_id, event.study_uid, event.series_uid, event.sop_uid
             )
-            field = part_field(event.sop_uid, event.created_time)
-            keep_instance_metadata(resources().json_storage, event.file_path, field, body)
         except Exception as exc:  # never holds up indexing: the metadata is built from the file
-            log.warning("cannot keep the metadata of %s: %s", event.file_path, exc)
-            body = None
+            log.warning("cannot make the metadata of %s: %s", event.file_path, exc)
+            return header, record, None
+    field = part_field(event.sop_uid, event.created_time)
+    try:
+        keep_instance_metadata(resources().json_storage, event.file_path, field, body)
+    except OSError as exc:  # Redis may still keep it; else it is made from the file again
+        log.warning("cannot keep the metadata of %s: %s", event.file_path, exc)
     return header, record, body
 
 
