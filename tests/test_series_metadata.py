@@ -4,6 +4,7 @@ from pathlib import Path
 
 import orjson
 import pydicom
+import pytest
 
 from dicomflow.core.series_metadata import (
     SeriesInstance,
@@ -12,6 +13,7 @@ from dicomflow.core.series_metadata import (
     join_parts,
     keep_instance_metadata,
     keep_series_parts,
+    parse_series_parts,
     part_field,
     read_series_parts,
 )
@@ -133,3 +135,19 @@ def test_the_parts_file_written_anew_holds_the_current_parts_only(tmp_path: Path
         part_field(row.sop_uid, row.received_time): body
         for row, body in zip(rows, objects, strict=True)
     }
+
+
+@pytest.mark.parametrize(
+    ("data", "parts"),
+    [
+        (b"", {}),
+        (b"a\t2\t{}", {}),  # not ended: being appended, or cut by a crash
+        (b"a\t2\t{}\n", {b"a": b"{}"}),
+        (b"\x00\x00\x00\nb\t2\t{}\n", {b"b": b"{}"}),  # zeros a crash left, then a record
+        (b"a\t9\t{}\n", {}),  # shorter than its length
+        (b'a\t9\t{"x":b\t2\t{}\n', {}),  # a cut record, the next one run on from it
+        (b'a\t2\t{}\na\t4\t{""}\n', {b"a": b'{""}'}),  # the last record of a field wins
+    ],
+)
+def test_parts_file_records(data: bytes, parts: dict[bytes, bytes]) -> None:
+    assert parse_series_parts(data) == parts
