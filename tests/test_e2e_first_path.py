@@ -53,7 +53,7 @@ async def test_ct_instance_reaches_postgres_and_metadata(
         response = httpx.get(url, headers={"Accept": "application/dicom+json"})
         return response if response.status_code == 200 else None
 
-    response = wait_for(metadata, 5.0, what="series metadata")
+    response = wait_for(metadata, 30.0, what="series metadata")
     assert response.headers["content-type"] == "application/dicom+json"
     (instance,) = response.json()
     assert_same_json(instance, expected_json(stored))
@@ -70,7 +70,7 @@ async def test_ct_instance_reaches_postgres_and_metadata(
         finally:
             await connection.close()
 
-    row = await async_wait_for(series_row, 5.0, what="the series row")
+    row = await async_wait_for(series_row, 30.0, what="the series row")
     assert row["patient_id"] == sent.PatientID
     assert row["patient_name"] == str(sent.PatientName)
     assert row["modality"] == sent.Modality

@@ -357,7 +357,8 @@ def test_each_instance_json_is_in_redis_until_its_series_is_stable(
 
     changes = asyncio.run(parts_changes_while_stored())
     assert changes == ["hset", "expire", "hset", "expire", "del"]
-    assert metadata_rows(stack, uid_root) == ["ok"]
+    # The outcome row is written after the parts are dropped.
+    wait_for(lambda: metadata_rows(stack, uid_root) == ["ok"], 30, 0.1, what="the outcome row")
 
     events = asyncio.run(read_topic(stack, STORAGE_QUEUE, lambda v: v["series_uid"] == series, 2))
     event_times = {event["sop_uid"]: event["created_time"] for _, _, event in events}
