@@ -9,6 +9,7 @@ import pytest
 from dicomflow.core.series_metadata import (
     SeriesInstance,
     build_series_metadata,
+    find_series_parts,
     instance_metadata,
     join_parts,
     keep_instance_metadata,
@@ -147,7 +148,11 @@ def test_the_parts_file_written_anew_holds_the_current_parts_only(tmp_path: Path
         (b"a\t9\t{}\n", {}),  # shorter than its length
         (b'a\t9\t{"x":b\t2\t{}\n', {}),  # a cut record, the next one run on from it
         (b'a\t2\t{}\na\t4\t{""}\n', {b"a": b'{""}'}),  # the last record of a field wins
+        (b"a\t2\t{}\na\t9\t{", {b"a": b"{}"}),  # ... the last whole one
+        (b"xa\t2\t{}\n", {b"xa": b"{}"}),  # a field that ends like another
     ],
 )
 def test_parts_file_records(data: bytes, parts: dict[bytes, bytes]) -> None:
     assert parse_series_parts(data) == parts
+    searched = {field: body for field, body in parts.items() if field in (b"a", b"b")}
+    assert find_series_parts(data, [b"a", b"b"]) == searched
