@@ -131,11 +131,15 @@ def test_the_parts_file_written_anew_holds_the_current_parts_only(tmp_path: Path
     keep_instance_metadata(json_storage, rows[0].key, older, b'{"older":1}')
     keep_parts(json_storage, storage, rows[1:])
     objects = [b'{"part":1}', b'{"part":2}']
-    keep_series_parts(json_storage, rows, objects)
+    assert keep_series_parts(json_storage, rows, objects)
     assert read_series_parts(json_storage, rows[1].key) == {
         part_field(row.sop_uid, row.received_time): body
         for row, body in zip(rows, objects, strict=True)
     }
+    assert not keep_series_parts(json_storage, rows, objects), "it holds them: not written"
+    keep_instance_metadata(json_storage, rows[1].key, part_field(rows[1].sop_uid, RECEIVED), b"{}")
+    assert keep_series_parts(json_storage, rows, objects), "a record more: written anew"
+    assert not keep_series_parts(json_storage, rows, objects)
 
 
 @pytest.mark.parametrize(

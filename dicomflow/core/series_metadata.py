@@ -7,9 +7,9 @@ stable) and the API (on demand) join the parts, and build from the DICOM file an
 whose part is missing or was cut short by a crash.
 
 The parts file is one record per part, `{field}\t{length}\t{json}\n`, each appended with one
-write (the last record of a field wins); the stream job writes it anew with the series' current
-parts when the series is stable. Hand-written: a log appended by one writer and read whole is
-simpler than any file format a library offers for it.
+write (the last record of a field wins); when the series is stable, the stream job writes it
+anew with the series' current parts if it holds anything else. Hand-written: a log appended
+by one writer and read whole is simpler than any file format a library offers for it.
 """
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
@@ -68,16 +68,23 @@ def keep_instance_metadata(
 
 def keep_series_parts(
     json_storage: LocalStorage, instances: Sequence[SeriesInstance], objects: Iterable[bytes]
-) -> None:
-    """Write the series' parts file anew with the parts of its `instances` (`objects`, in the
-    same order): the parts of replaced copies go, parts lost or cut short come back."""
+) -> bool:
+    """Make the series' parts file hold exactly the parts of its `instances` (`objects`, in the
+    same order): written anew only when it holds other records (of replaced copies, cut short)
+    or lacks some, so a series sent once is not written twice. Return whether it was."""
     if not instances:
-        return
-    records = (
-        _record(part_field(row.sop_uid, row.received_time), body)
+        return False
+    current = {
+        part_field(row.sop_uid, row.received_time): body
         for row, body in zip(instances, objects, strict=True)
-    )
-    json_storage.write_atomic(parts_file_key(instances[0].key), records, durable=False)
+    }
+    key = parts_file_key(instances[0].key)
+    data = json_storage.read_bytes_if_present(key) or b""
+    if data.count(b"\n") == len(current) and parse_series_parts(data) == current:
+        return False
+    records = (_record(field, body) for field, body in current.items())
+    json_storage.write_atomic(key, records, durable=False)
+    return True
 
 
 def read_series_parts(

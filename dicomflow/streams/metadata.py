@@ -1,8 +1,8 @@
 """The "webworker" job: when a series becomes stable, write its DICOM JSON metadata.
 
 The file goes to `{json_root}/{tenant}/{date}/{study}/{series}.json` atomically, and the
-series' parts file beside it is written anew; the outcome is recorded in `dicom_json_meta`; the
-Redis entry the API reads is refreshed.
+series' parts file beside it made to hold exactly the series' parts; the outcome is recorded in
+`dicom_json_meta`; the Redis entry the API reads is refreshed.
 """
 
 import asyncio
@@ -109,8 +109,8 @@ def write_metadata_files(
     instances: Sequence[SeriesInstance],
     parts: Mapping[bytes, bytes],
 ) -> bytes:
-    """Build the series' metadata, write it beside the series, and write its parts file anew
-    with exactly the parts it was built from; return the metadata."""
+    """Build the series' metadata, write it beside the series, and make its parts file hold
+    exactly the parts it was built from; return the metadata."""
     objects = instance_objects(res.storage, res.json_storage, event.tenant_id, instances, parts)
     body = json_array(objects)
     location = SeriesLocation.of_instance_key(event.file_path)
