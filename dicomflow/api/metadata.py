@@ -17,8 +17,8 @@ from dicomflow.api.state import ApiState
 from dicomflow.core.cache import (
     DRAFT_METADATA_TTL,
     SERIES_METADATA_TTL,
-    SERIES_PARTS_TTL,
     STUDY_SERIES_TTL,
+    keep_parts,
     series_draft_key,
     series_metadata_key,
     series_parts_key,
@@ -225,10 +225,7 @@ async def _keep_draft(state: ApiState, draft_key: str, version: str, body: bytes
 
 async def _keep_parts(state: ApiState, parts_key: str, parts: dict[bytes, bytes]) -> None:
     with _redis_is_a_cache():
-        async with state.redis.pipeline(transaction=False) as pipe:
-            pipe.hset(parts_key, mapping=parts)
-            pipe.expire(parts_key, SERIES_PARTS_TTL)
-            await pipe.execute()
+        await keep_parts(state.redis, parts_key, parts)
 
 
 async def _keep_warm(state: ApiState, warm_key: str, draft_key: str, body: bytes) -> None:

@@ -1,5 +1,7 @@
 """Redis, the cache of the stream jobs and the API: its keys and how to connect to it."""
 
+from collections.abc import Mapping
+
 import redis.asyncio as aioredis
 
 TIMEOUT = 2.0  # seconds: a Redis that hangs must not hold up a request or the indexing for long
@@ -12,6 +14,15 @@ SERIES_PARTS_TTL = 3600  # from the series' last instance: it is stable long bef
 def connect(location: str) -> aioredis.Redis:
     """A client of the Redis at `location` (a URL); it connects when first used."""
     return aioredis.from_url(location, socket_timeout=TIMEOUT, socket_connect_timeout=TIMEOUT)
+
+
+async def keep_parts(redis: aioredis.Redis, key: str, parts: Mapping[bytes, bytes]) -> None:
+    """Add `parts` to the series' parts at `key` (`series_parts_key`), kept for
+    `SERIES_PARTS_TTL` from now; one round trip."""
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.hset(key, mapping=parts)
+        pipe.expire(key, SERIES_PARTS_TTL)
+        await pipe.execute()
 
 
 def series_metadata_key(tenant: str, study_uid: str, series_uid: str) -> str:

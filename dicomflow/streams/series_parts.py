@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import redis.asyncio as aioredis
 
-from dicomflow.core.cache import SERIES_PARTS_TTL, series_parts_key
+from dicomflow.core.cache import keep_parts, series_parts_key
 from dicomflow.core.series_metadata import part_field
 from dicomflow.tables.records import StorageEvent
 
@@ -30,10 +30,7 @@ class SeriesParts:
             return
         key = series_parts_key(event.tenant_id, event.study_uid, event.series_uid)
         try:
-            async with redis.pipeline(transaction=False) as pipe:
-                pipe.hset(key, part_field(event.sop_uid, event.created_time), body)
-                pipe.expire(key, SERIES_PARTS_TTL)
-                await pipe.execute()
+            await keep_parts(redis, key, {part_field(event.sop_uid, event.created_time): body})
         except Exception as exc:  # Redis is a cache
             self._paused_until = self._clock() + self.PAUSE_SECONDS
             log.warning(
