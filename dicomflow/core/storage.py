@@ -6,10 +6,10 @@ import os
 import re
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 from dicomflow.core.identifiers import InvalidIdentifier, validate_tenant, validate_uid
 
@@ -18,6 +18,7 @@ _STUDY_DATE = re.compile(r"^[0-9]{8}$")
 # The names `write_atomic` gives its temporary files: `.{name}.{uuid4 hex}.tmp`.
 _TEMPORARY_NAME = re.compile(r"^\..+\.[0-9a-f]{32}\.tmp$")
 _RWF_NOWAIT: int | None = getattr(os, "RWF_NOWAIT", None)  # Linux only
+T = TypeVar("T")
 
 
 def _temporary_name(path: str | Path) -> str:
@@ -126,11 +127,7 @@ class LocalStorage:
         never run into each other; a reader may find the last one in part."""
         path = self._file_name(key)
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
-        try:
-            fd = os.open(path, flags, 0o644)
-        except FileNotFoundError:
-            self._make_dirs(Path(path).parent)
-            fd = os.open(path, flags, 0o644)
+        fd = self._making_dirs(Path(path), lambda: os.open(path, flags, 0o644))
         try:
             written = os.write(fd, data)
         finally:
@@ -275,13 +272,17 @@ class LocalStorage:
         self._path(key).unlink(missing_ok=True)
 
     def _create(self, path: Path) -> BinaryIO:
-        """A new file open for writing; its missing directories are made only when the open
-        says so (a series' directory exists after its first instance: no look first)."""
+        """A new file open for writing."""
+        return self._making_dirs(path, lambda: open(path, "wb"))
+
+    def _making_dirs(self, path: Path, open_file: Callable[[], T]) -> T:
+        """`open_file()` of `path`, its missing directories made only when the open says so (a
+        series' directory exists after its first instance: no look first)."""
         try:
-            return open(path, "wb")
+            return open_file()
         except FileNotFoundError:
             self._make_dirs(path.parent)
-            return open(path, "wb")
+            return open_file()
 
     def _make_dirs(self, directory: Path) -> None:
         """Create missing directories and fsync each new entry's parent so it survives a crash."""
