@@ -11,6 +11,8 @@ replaced by a no-op (`scp_variant.py`), each started in turn on the same port. E
 a series of its own (fresh UIDs: Orthanc skips instances it holds already), and the order of
 the sides rotates from round to round. Prints, as medians over the rounds, instances/s, each
 side's rate as a fraction of Orthanc's, and the CPU time per instance of the side's process.
+Then opens ten associations to the whole SCP and to Orthanc and leaves them idle (as modalities
+that keep theirs open do): prints the CPU each server spends per second on them.
 Nothing is asserted on times.
 """
 
@@ -18,6 +20,7 @@ import argparse
 import asyncio
 import contextlib
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -25,8 +28,12 @@ import harness  # bench/ is on sys.path: these scripts run as files
 import make_corpus
 from harness import BenchError, Dicomflow, Orthanc, log
 from make_corpus import CT500, Manifest
+from pynetdicom import AE
+from pynetdicom.sop_class import Verification
 
 SIDES = ("nothing", "no-event", "whole", "Orthanc")
+IDLE_ASSOCIATIONS = 10
+IDLE_SECONDS = 3.0
 
 
 def start_scp(system: Dicomflow, variant: str) -> harness.Process:
@@ -78,6 +85,46 @@ def measure(
     return results
 
 
+def idle_cpu(port: int, called_ae: str, pid: int) -> float:
+    """CPU ms per second `pid` spends while IDLE_ASSOCIATIONS associations to it stay idle."""
+    requestor = AE(ae_title=harness.CALLING_AE)
+    requestor.add_requested_context(Verification)
+    opened = [
+        requestor.associate("127.0.0.1", port, ae_title=called_ae) for _ in range(IDLE_ASSOCIATIONS)
+    ]
+    try:
+        if not all(assoc.is_established for assoc in opened):
+            raise BenchError(f"{called_ae}: not every idle association was accepted")
+        before = harness.cpu_seconds({"side": pid})
+        started = time.monotonic()
+        time.sleep(IDLE_SECONDS)  # the idle period measured
+        used = harness.cpu_used(before, harness.cpu_seconds({"side": pid}))["side"]
+        return used * 1000 / (time.monotonic() - started)
+    finally:
+        for assoc in opened:
+            if assoc.is_established:
+                assoc.release()
+
+
+def measure_idle(system: Dicomflow, orthanc: Orthanc) -> dict[str, float]:
+    scp = start_scp(system, "whole")
+    try:
+        dicomflow = idle_cpu(system.ports.scp, harness.DICOMFLOW_AE, scp.popen.pid)
+    finally:
+        scp.stop()
+    pid = orthanc.cpu_roots()["Orthanc"]
+    return {
+        "whole": dicomflow,
+        "Orthanc": idle_cpu(orthanc.ports.orthanc_dicom, harness.ORTHANC_AE, pid),
+    }
+
+
+def report_idle(idle: dict[str, float]) -> None:
+    print(f"\n{IDLE_ASSOCIATIONS} idle associations: CPU ms per second of the server")
+    for side, used in idle.items():
+        print(f"{side:10}  {used:7.1f}")
+
+
 def report(results: dict[str, list[tuple[float, float]]]) -> dict[str, dict[str, float]]:
     orthanc = harness.median([rate for rate, _ in results["Orthanc"]])
     print("\nmedians over the rounds; CPU = the side's process (SCP or Orthanc), per instance")
@@ -114,7 +161,10 @@ def main(argv: list[str] | None = None) -> int:
             system.stack_up()
             orthanc = stack.enter_context(harness.orthanc_running(ports, run_dir))
             results = measure(system, orthanc, args.corpus, rounds)
-        return {"machine": info, "rounds": results, "summary": report(results)}
+            idle = measure_idle(system, orthanc)
+        summary = report(results)
+        report_idle(idle)
+        return {"machine": info, "rounds": results, "summary": summary, "idle_cpu_ms_per_s": idle}
 
     return harness.run_and_write("scp-alone", run)
 

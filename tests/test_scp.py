@@ -25,13 +25,11 @@ from pydicom.uid import (
 )
 from pynetdicom import AE, AllStoragePresentationContexts
 from pynetdicom import _config as pynetdicom_config
-from pynetdicom.sop_class import CTImageStorage, Verification
+from pynetdicom.sop_class import CTImageStorage
 
 from dicomflow.core.identifiers import is_valid_uid
 from dicomflow.core.settings import Settings
-from dicomflow.core.storage import LocalStorage, study_date_folder
-from dicomflow.ingest.server import build_ae, event_handlers
-from dicomflow.ingest.store import InstanceStore
+from dicomflow.core.storage import study_date_folder
 from dicomflow.stack.services import KafkaService
 from tests.dicom_factory import make_ct
 from tests.kafka_helpers import read_topic
@@ -132,26 +130,6 @@ def _send_with_pynetdicom(port: int, path: Path, sop_class: str) -> pydicom.Data
 
 def test_echo(system: RunningServices) -> None:
     assert echoscu(system.scp_port).returncode == 0
-
-
-def test_associations_poll_the_network_at_the_configured_interval(tmp_path: Path) -> None:
-    settings = Settings(scp_poll_seconds=0.0003, scp_port=0)
-    store = InstanceStore(settings, LocalStorage(tmp_path), publisher=None)  # type: ignore[arg-type]
-    server = build_ae(settings).start_server(
-        ("127.0.0.1", 0), block=False, evt_handlers=event_handlers(settings, store)
-    )
-    try:
-        requestor = AE(ae_title="POLLTEST")
-        requestor.add_requested_context(Verification)
-        assoc = requestor.associate("127.0.0.1", server.server_address[1], ae_title="DICOMFLOW")
-        assert assoc.is_established
-        try:
-            (accepted,) = server.active_associations
-            assert accepted.dul._run_loop_delay == 0.0003
-        finally:
-            assoc.release()
-    finally:
-        server.shutdown()
 
 
 def test_unknown_called_ae_is_rejected(system: RunningServices) -> None:

@@ -36,12 +36,6 @@ class Settings(BaseSettings):
     acse_timeout: float = 30.0
     dimse_timeout: float = 60.0
     network_timeout: float = 60.0
-    scp_poll_seconds: float = Field(
-        0.0002,
-        description="Idle wait of an association's network loop between looks for data "
-        "(pynetdicom polls; its default 1 ms adds about a millisecond per instance). Lower: "
-        "faster C-STORE turnarounds, more CPU per open idle association.",
-    )
 
     scp_metrics_port: int = Field(9112, description="Prometheus metrics of the SCP; 0: off.")
     worker_metrics_port: int = Field(9113, description="Prometheus metrics of the worker; 0: off.")

@@ -24,15 +24,6 @@ def handle_requested(event: evt.Event, settings: Settings) -> None:
         log.warning("rejecting an association for unknown called AE title %r", called)
 
 
-def handle_connection_open(event: evt.Event, settings: Settings) -> None:
-    """Set how long the association's network loop sleeps when it finds nothing to do.
-
-    pynetdicom exposes this only as its DUL's `_run_loop_delay` (1 ms by default): the loop
-    sleeps that long before it reads a new request or sends a response.
-    """
-    event.assoc.dul._run_loop_delay = settings.scp_poll_seconds
-
-
 def handle_store(event: evt.Event, settings: Settings, store: InstanceStore) -> Dataset | int:
     """C-STORE: write the bytes as received, publish the event, answer with a status."""
     called_ae = event.assoc.acceptor.ae_title

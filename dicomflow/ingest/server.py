@@ -14,11 +14,13 @@ from pydicom.uid import (
 )
 from pynetdicom import AE, AllStoragePresentationContexts, evt
 from pynetdicom.sop_class import Verification
+from pynetdicom.transport import ThreadedAssociationServer
 
 from dicomflow.core.settings import Settings
 from dicomflow.core.storage import LocalStorage
-from dicomflow.ingest.handlers import handle_connection_open, handle_requested, handle_store
+from dicomflow.ingest.handlers import handle_requested, handle_store
 from dicomflow.ingest.publisher import EventPublisher
+from dicomflow.ingest.reactor import WakingRequestHandler
 from dicomflow.ingest.store import InstanceStore
 
 log = logging.getLogger(__name__)
@@ -60,10 +62,24 @@ def build_ae(settings: Settings) -> AE:
 
 def event_handlers(settings: Settings, store: InstanceStore) -> list[evt.EventHandlerType]:
     return [
-        (evt.EVT_CONN_OPEN, handle_connection_open, [settings]),
         (evt.EVT_REQUESTED, handle_requested, [settings]),
         (evt.EVT_C_STORE, handle_store, [settings, store]),
     ]
+
+
+def start_server(
+    ae: AE, settings: Settings, handlers: list[evt.EventHandlerType]
+) -> ThreadedAssociationServer:
+    """Listen in a thread of its own, each association served by the event-driven reactors."""
+    server = ae.make_server(
+        (settings.scp_host, settings.scp_port),
+        evt_handlers=handlers,
+        server_class=ThreadedAssociationServer,
+        request_handler=WakingRequestHandler,
+    )
+    ae._servers.append(server)
+    threading.Thread(target=server.serve_forever, name="scp-listener", daemon=True).start()
+    return server
 
 
 def serve(settings: Settings) -> None:
@@ -77,11 +93,7 @@ def serve(settings: Settings) -> None:
     publisher = EventPublisher(settings)
     publisher.start()
     store = InstanceStore(settings, LocalStorage(settings.storage_dir), publisher)
-    server = build_ae(settings).start_server(
-        (settings.scp_host, settings.scp_port),
-        block=False,
-        evt_handlers=event_handlers(settings, store),
-    )
+    server = start_server(build_ae(settings), settings, event_handlers(settings, store))
     log.info(
         "Storage SCP %s listening on %s:%d", settings.ae_title, settings.scp_host, settings.scp_port
     )
