@@ -10,15 +10,23 @@ call). For `scp_alone.py`; never a way to run an archive.
 import sys
 
 from dicomflow.cli import main
-from dicomflow.ingest.publisher import EventPublisher
+from dicomflow.ingest.publisher import EventPublisher, Publication
 from dicomflow.ingest.store import InstanceStore
 
 VARIANTS = ("whole", "no-event", "nothing")
 
 
+class NotPublished(Publication):
+    def __init__(self) -> None:
+        pass
+
+    def wait(self) -> None:
+        pass
+
+
 def replace_part(variant: str) -> None:
     if variant == "no-event":
-        EventPublisher.publish = lambda self, topic, key, value: None  # type: ignore[method-assign]
+        EventPublisher.publish = lambda self, topic, key, value: NotPublished()  # type: ignore[method-assign]
     elif variant == "nothing":
         InstanceStore.store = lambda self, *args, **kwargs: None  # type: ignore[method-assign]
 

@@ -48,7 +48,7 @@ def test_a_key_lands_on_the_partition_faust_and_aiokafka_choose(
     keys = [f"default|{uid_root}|{uid_root}.{n}".encode() for n in range(12)]
     try:
         for number, key in enumerate(keys):
-            publisher.publish(topic, key, event(uid_root, number))
+            publisher.publish(topic, key, event(uid_root, number)).wait()
     finally:
         publisher.stop()
 
@@ -73,7 +73,7 @@ def test_an_outbox_left_by_a_previous_run_is_replayed_in_order_at_start(
     publisher.start()
     try:
         found = read_marked(stack, uid_root, 5)
-        publisher.publish(topic, key, event(uid_root, 5))
+        publisher.publish(topic, key, event(uid_root, 5)).wait()
     finally:
         publisher.stop()
 
@@ -90,7 +90,7 @@ def test_unreachable_kafka_fails_over_to_the_outbox(tmp_path: Path) -> None:
     publisher.start()
     try:
         for number in range(3):
-            publisher.publish(TOPIC, b"k", event("a", number))
+            publisher.publish(TOPIC, b"k", event("a", number)).wait()
     finally:
         publisher.stop()
 

@@ -121,11 +121,17 @@ def client(system: RunningServices) -> DICOMwebClient:
 
 
 class RecordingPublisher:
+    """Keeps the events; each is durable at once."""
+
     def __init__(self) -> None:
         self.events: list[bytes] = []
 
-    def publish(self, topic: str, key: bytes, value: bytes) -> None:
+    def publish(self, topic: str, key: bytes, value: bytes) -> "RecordingPublisher":
         self.events.append(value)
+        return self
+
+    def wait(self) -> None:
+        pass
 
 
 def local_store(

@@ -15,16 +15,17 @@ from dicomflow.core.identifiers import InvalidIdentifier, validate_tenant, valid
 
 UNKNOWN_STUDY_DATE = "00000000"
 _STUDY_DATE = re.compile(r"^[0-9]{8}$")
-# The names `write_atomic` gives its temporary files: `.{name}.{uuid4 hex}.tmp`.
+# The names `writing` and `replacing` give their temporary files: `.{name}.{uuid4 hex}.tmp`.
 _TEMPORARY_NAME = re.compile(r"^\..+\.[0-9a-f]{32}\.tmp$")
 _RWF_NOWAIT: int | None = getattr(os, "RWF_NOWAIT", None)  # Linux only
 T = TypeVar("T")
 
 
-def _temporary_name(path: str | Path) -> str:
-    """A name of its own beside `path`, for a file on its way in or out (`_TEMPORARY_NAME`)."""
+def _temporary_name(path: str | Path, write_id: str | None = None) -> str:
+    """A name of its own beside `path`, for a file on its way in or out (`_TEMPORARY_NAME`);
+    `write_id` (32 hex digits) names one write, so that others can see it in progress."""
     directory, name = os.path.split(path)
-    return os.path.join(directory, f".{name}.{uuid.uuid4().hex}.tmp")
+    return os.path.join(directory, f".{name}.{write_id or uuid.uuid4().hex}.tmp")
 
 
 @dataclass(frozen=True)
@@ -103,14 +104,23 @@ class LocalStorage:
         Not `durable`: no fsync (for data rebuilt from the DICOM files when lost); readers
         still see the old or the new content, never a mix, unless the machine crashes.
         """
+        with self.writing(key, durable) as fh:
+            for chunk in chunks:
+                fh.write(chunk)
+            return fh.tell()
+
+    @contextlib.contextmanager
+    def writing(
+        self, key: str, durable: bool = True, write_id: str | None = None
+    ) -> Iterator[BinaryIO]:
+        """The block writes a temporary file beside the target; at its end the file is fsynced
+        and renamed over the target (as `write_atomic`), or removed if the block raised.
+        With a `write_id` (32 hex digits), `being_written` tells whether this write goes on."""
         path = self._path(key)
-        tmp = Path(_temporary_name(path))
-        size = 0
+        tmp = Path(_temporary_name(path, write_id))
         try:
             with self._create(tmp) as fh:
-                for chunk in chunks:
-                    fh.write(chunk)
-                    size += len(chunk)
+                yield fh
                 if durable:
                     fh.flush()
                     os.fsync(fh.fileno())
@@ -120,7 +130,10 @@ class LocalStorage:
             raise
         if durable:
             self._fsync_dir(path.parent)
-        return size
+
+    def being_written(self, key: str, write_id: str) -> bool:
+        """Whether the write `write_id` of `key` is in progress (or a crash cut it short)."""
+        return os.path.exists(_temporary_name(self._file_name(key), write_id))
 
     def append(self, key: str, data: bytes) -> None:
         """Append `data` to the file (made when missing) with one write, not fsynced: appends

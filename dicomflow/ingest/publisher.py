@@ -49,14 +49,37 @@ class Delivery:
         return self._done.is_set() and self.error is None
 
 
+class Publication:
+    """An event handed to Kafka (or, while the outbox holds events, not yet anywhere)."""
+
+    def __init__(
+        self,
+        publisher: "EventPublisher",
+        record: tuple[str, bytes, bytes],
+        delivery: Delivery | None,
+    ) -> None:
+        self._publisher = publisher
+        self._record = record
+        self._delivery = delivery
+
+    def wait(self) -> None:
+        """Block until the event is durable in Kafka or in the outbox; else raise PublishFailed."""
+        delivery = self._delivery
+        if delivery is not None:
+            if delivery.acknowledged(self._publisher.timeout + 1):
+                return
+            log.warning("Kafka did not acknowledge an event (%s); using the outbox", delivery.error)
+        self._publisher.keep_in_outbox(*self._record)
+
+
 class EventPublisher:
-    """`publish()` returns once the event is acknowledged by Kafka or stored in the outbox."""
+    """Publishes events to Kafka, or to the outbox when Kafka does not acknowledge them."""
 
     def __init__(self, settings: Settings, outbox_path: Path | None = None) -> None:
         """`outbox_path`: each process that publishes has its own outbox (and replayer)."""
         self._settings = settings
         self._outbox_path = outbox_path or settings.outbox_file
-        self._timeout = settings.publish_timeout_ms / 1000
+        self.timeout = settings.publish_timeout_ms / 1000
         # Whether an event goes to Kafka or to the outbox is decided under this lock, so no
         # event overtakes one waiting in the outbox; the outbox is used only under it.
         self._lock = threading.Lock()
@@ -105,15 +128,17 @@ class EventPublisher:
         if self._outbox:
             self._outbox.close()
 
-    def publish(self, topic: str, key: bytes, value: bytes) -> None:
-        """Block until the event is durable in Kafka or in the outbox; else raise PublishFailed."""
+    def publish(self, topic: str, key: bytes, value: bytes) -> Publication:
+        """Send the event to Kafka at once, unless the outbox holds events (it then goes behind
+        them); its `wait()` returns once it is durable in one or the other."""
         assert self._outbox is not None, "start() first"
         with self._lock:
             delivery = self._send(topic, key, value) if self._outbox.depth == 0 else None
-        if delivery is not None:
-            if delivery.acknowledged(self._timeout + 1):
-                return
-            log.warning("Kafka did not acknowledge an event (%s); using the outbox", delivery.error)
+        return Publication(self, (topic, key, value), delivery)
+
+    def keep_in_outbox(self, topic: str, key: bytes, value: bytes) -> None:
+        """Append the event to the outbox (replayed to Kafka in order); else PublishFailed."""
+        assert self._outbox is not None, "start() first"
         try:
             with self._lock:
                 self._outbox.append(topic, key, value)
@@ -149,7 +174,7 @@ class EventPublisher:
             if not rows:
                 return
             deliveries = [self._send(topic, key, value) for _, topic, key, value in rows]
-            outcomes = [delivery.acknowledged(self._timeout + 1) for delivery in deliveries]
+            outcomes = [delivery.acknowledged(self.timeout + 1) for delivery in deliveries]
             prefix = outcomes.index(False) if False in outcomes else len(rows)
             if prefix:
                 with self._lock:

@@ -20,7 +20,7 @@ from dicomflow.core.metrics import BYTES_RECEIVED, INSTANCES_RECEIVED, REJECTION
 from dicomflow.core.settings import Settings
 from dicomflow.core.storage import LocalStorage, SeriesLocation, read_at_most, study_date_folder
 from dicomflow.core.topics import STORAGE_QUEUE
-from dicomflow.ingest.publisher import EventPublisher, PublishFailed
+from dicomflow.ingest.publisher import EventPublisher, Publication, PublishFailed
 from dicomflow.tables.extract import read_header, series_key, storage_event
 from dicomflow.tables.records import StorageEvent
 
@@ -101,10 +101,14 @@ class InstanceStore:
             and self._storage.has_identical(key, part10)
         ):
             raise AlreadyStored(key)
+        event = self._event(header, key, _size(part10), origin)
         try:
             with self._storage.replacing(key):  # a copy stored before stays if this one fails
-                event = self._write(part10, header, key, origin)
-                self._publish(event, location)
+                with self._storage.writing(key, write_id=event.write_id) as fh:
+                    for chunk in _chunks(part10):
+                        fh.write(chunk)
+                    publication = self._publish(event, location)
+                _wait(publication)
         except OSError as exc:
             raise Rejected(
                 OUT_OF_RESOURCES, "write_failed", f"cannot write the file: {exc}"
@@ -113,9 +117,7 @@ class InstanceStore:
         BYTES_RECEIVED.labels(origin.via).inc(event.file_size)
         return event
 
-    def _write(self, part10: Part10, header: Dataset, key: str, origin: Origin) -> StorageEvent:
-        """Write the instance durably under `key`; return its storage event."""
-        size = self._storage.write_atomic(key, _chunks(part10))
+    def _event(self, header: Dataset, key: str, size: int, origin: Origin) -> StorageEvent:
         return storage_event(
             header,
             tenant=origin.tenant,
@@ -129,15 +131,23 @@ class InstanceStore:
             called_ae=origin.called_ae,
         )
 
-    def _publish(self, event: StorageEvent, location: SeriesLocation) -> None:
-        try:
-            self._publisher.publish(
-                STORAGE_QUEUE,
-                series_key(event.tenant_id, location.study_uid, location.series_uid).encode(),
-                event.dumps(),
-            )
-        except PublishFailed as exc:
-            raise Rejected(OUT_OF_RESOURCES, "publish_failed", str(exc)) from exc
+    def _publish(self, event: StorageEvent, location: SeriesLocation) -> Publication:
+        """Send the event once the bytes are written, before they are fsynced and renamed into
+        place: Kafka's acknowledgement and the fsync overlap. A worker reading the event waits
+        while the write goes on (`StorageEvent.write_id`); if the write then fails, it finds
+        no file, or the copy stored before (of another size), and skips the event."""
+        return self._publisher.publish(
+            STORAGE_QUEUE,
+            series_key(event.tenant_id, location.study_uid, location.series_uid).encode(),
+            event.dumps(),
+        )
+
+
+def _wait(publication: Publication) -> None:
+    try:
+        publication.wait()
+    except PublishFailed as exc:
+        raise Rejected(OUT_OF_RESOURCES, "publish_failed", str(exc)) from exc
 
 
 def _parse(part10: Part10) -> Dataset:
@@ -166,11 +176,15 @@ def _parse(part10: Part10) -> Dataset:
     return header
 
 
+def _size(part10: Part10) -> int:
+    return len(part10) if isinstance(part10, bytes) else part10.seek(0, os.SEEK_END)
+
+
 def _size_and_tail(part10: Part10) -> tuple[int, bytes]:
     """The encoded instance's size and its last 8 bytes (where a sequence delimiter would be)."""
+    size = _size(part10)
     if isinstance(part10, bytes):
-        return len(part10), part10[-8:]
-    size = part10.seek(0, os.SEEK_END)
+        return size, part10[-8:]
     part10.seek(max(0, size - 8))
     return size, part10.read(8)
 

@@ -4,6 +4,8 @@ Dates are `YYYY-MM-DD`, datetimes `YYYY-MM-DD HH:MM:SS[.ffffff]`, absent values 
 `WIDTHS` holds the character width of every varchar column; the SQL files must agree.
 """
 
+import uuid
+
 import faust
 
 
@@ -30,6 +32,11 @@ class StorageEvent(faust.Record, serializer="json", include_metadata=False):
     source_ae: str | None
     called_ae: str | None
     created_time: str
+
+    @property
+    def write_id(self) -> str:
+        """The name of the write of this copy's file (`LocalStorage.writing`): the trace id."""
+        return uuid.UUID(self.trace_id).hex
 
 
 class StateRecord(faust.Record, serializer="json", include_metadata=False):
