@@ -16,7 +16,7 @@ from dicomflow.core.storage import LocalStorage
 from dicomflow.ingest.publisher import EventPublisher, PublishFailed
 from dicomflow.ingest.store import OUT_OF_RESOURCES, InstanceStore, Origin, Rejected
 from dicomflow.streams import resources
-from dicomflow.streams.fanout import NotTheEventsCopy, read_and_keep_metadata
+from dicomflow.streams.stored_copy import NotTheEventsCopy, read_and_keep_metadata
 from dicomflow.tables.records import StorageEvent
 from tests.dicom_factory import make_ct
 
