@@ -732,17 +732,16 @@ def new_run_dir(name: str) -> Path:
 def run_and_write(name: str, run: Callable[[Path], dict[str, object]], keep: bool = False) -> int:
     """A benchmark's end: `run` in a fresh run folder, what it returns written as the results
     (`write_results`); the exit status, 1 when it failed (the reason printed). The folder is
-    removed afterwards, unless `keep`."""
+    removed afterwards, unless `keep` or the run failed (its logs tell why)."""
     run_dir = new_run_dir(name)
     try:
         path = write_results(name, run(run_dir))
         print(f"\nresults: {path}")
     except BenchError as exc:
-        print(f"benchmark failed: {exc}", file=sys.stderr)
+        print(f"benchmark failed: {exc}\nlogs and data kept in {run_dir}", file=sys.stderr)
         return 1
-    finally:
-        if not keep:
-            shutil.rmtree(run_dir, ignore_errors=True)
+    if not keep:
+        shutil.rmtree(run_dir, ignore_errors=True)
     return 0
 
 
