@@ -116,39 +116,32 @@ def test_a_new_instance_whose_event_fails_leaves_nothing(
     assert stored_files(tmp_path) == {}
 
 
-def test_a_resent_instance_whose_event_fails_keeps_the_stored_copy(
-    tmp_path: Path, store: InstanceStore, publisher: SwitchablePublisher
+@pytest.mark.parametrize("failing", ["event", "write"])
+def test_a_resent_instance_that_fails_keeps_the_stored_copy(
+    tmp_path: Path,
+    store: InstanceStore,
+    storage: SwitchableStorage,
+    publisher: SwitchablePublisher,
+    failing: str,
 ) -> None:
     first = instance(tmp_path, "First")
     store.store(first, ORIGIN)
-    publisher.failing = True
-    with pytest.raises(Rejected) as rejected:
-        store.store(instance(tmp_path, "Second"), ORIGIN)
-    assert rejected.value.status == OUT_OF_RESOURCES
-    assert stored_files(tmp_path) == {"1.2.3.4.5.dcm": first}, "the acknowledged copy stays"
-
-    publisher.failing = False
-    second = instance(tmp_path, "Second")
-    store.store(second, ORIGIN)
-    assert stored_files(tmp_path) == {"1.2.3.4.5.dcm": second}, "replaced, nothing beside it"
-    assert publisher.published == 2
-
-
-def test_a_resent_instance_whose_write_fails_keeps_the_stored_copy(
-    tmp_path: Path, store: InstanceStore, storage: SwitchableStorage, publisher: SwitchablePublisher
-) -> None:
-    first = instance(tmp_path, "First")
-    store.store(first, ORIGIN)
-    storage.failing = True
+    switched = publisher if failing == "event" else storage
+    switched.failing = True
     with pytest.raises(Rejected) as rejected:
         store.store(instance(tmp_path, "Second, a longer name"), ORIGIN)
     assert rejected.value.status == OUT_OF_RESOURCES
-    assert stored_files(tmp_path) == {"1.2.3.4.5.dcm": first}
-
-    stored, failed = publisher.sent  # the event goes out while the file is written
+    assert stored_files(tmp_path) == {"1.2.3.4.5.dcm": first}, "the acknowledged copy stays"
+    stored, failed = publisher.sent  # each event goes out while its file is written
     read_and_keep_metadata(stored)
     with pytest.raises(NotTheEventsCopy):
         read_and_keep_metadata(failed)
+
+    switched.failing = False
+    second = instance(tmp_path, "Second, a longer name")
+    store.store(second, ORIGIN)
+    assert stored_files(tmp_path) == {"1.2.3.4.5.dcm": second}, "replaced, nothing beside it"
+    assert publisher.published == 2
 
 
 def test_a_new_instance_whose_write_fails_leaves_an_event_the_worker_skips(

@@ -134,6 +134,7 @@ class WakingAssociation(Association):
     def __init__(self, ae: ApplicationEntity, mode: str) -> None:
         super().__init__(ae, mode)
         self.dul: WakingDUL = WakingDUL(self)
+        # The timeouts were given to the replaced DUL's timers: give them to this one's
         self.acse_timeout = self.acse_timeout
         self.network_timeout = self.network_timeout
 
@@ -149,10 +150,12 @@ class WakingAssociation(Association):
             context_id, msg = self.dimse.get_msg(block=False)
             if msg:
                 self._serve_request(msg, cast(int, context_id))
-            if self._peer_ended():
+            if self._ended():
                 return
 
-    def _peer_ended(self) -> bool:
+    def _ended(self) -> bool:
+        """Whether the association is over (released, aborted, its DUL gone, or idle past the
+        network timeout), answered and killed as pynetdicom's reactor does."""
         if self.is_established and self.acse.is_release_requested():
             self.acse.send_release(is_response=True)
             log.info("Association released")
