@@ -36,9 +36,10 @@ async def fan_out(stream):  # type: ignore[no-untyped-def]
         try:
             header, record, body = await asyncio.to_thread(read_and_keep_metadata, event)
         except NotTheEventsCopy as exc:
-            log.info(
-                "skipping event %s: %s is another copy (%s)", event.trace_id, event.file_path, exc
-            )
+            # Mostly a copy received and then replaced before this worker read it: the receipt
+            # is logged (`dicom_object_meta`); the later copy's own event indexes the file.
+            log.info("event %s: %s is another copy (%s)", event.trace_id, event.file_path, exc)
+            await log_topic.send(key=key, value=event)
             continue
         except (OSError, ValueError) as exc:
             log.error("cannot read %s for event %s: %s", event.file_path, event.trace_id, exc)
