@@ -157,6 +157,9 @@ def echoscu(port: int, called_ae: str = "DICOMFLOW") -> subprocess.CompletedProc
     )
 
 
+SUCCESS = "Received Store Response (Success)"  # in the output of `storescu -v`
+
+
 def storescu(
     port: int, files: Sequence[Path], called_ae: str = "DICOMFLOW", extra: Sequence[str] = ()
 ) -> subprocess.CompletedProcess[str]:

@@ -34,12 +34,11 @@ from dicomflow.stack.services import KafkaService
 from tests.dicom_factory import make_ct
 from tests.kafka_helpers import read_topic
 from tests.part10 import dataset_bytes
-from tests.services import RunningServices, echoscu, storescu, wait_for
+from tests.services import SUCCESS, RunningServices, echoscu, storescu, wait_for
 
 pytestmark = pytest.mark.e2e
 
 STORAGE_CLASSES = {context.abstract_syntax for context in AllStoragePresentationContexts}
-SUCCESS = "Received Store Response (Success)"
 # storescu flags that propose a file's own transfer syntax first, so dcmtk sends it as stored.
 DCMTK_PROPOSALS = {
     ImplicitVRLittleEndian: ["-xi"],

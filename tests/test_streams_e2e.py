@@ -1,4 +1,5 @@
-"""The stream jobs end to end: counts, series metadata, a killed worker, character sets."""
+"""The stream jobs end to end: counts, series metadata, a killed worker, character sets, a copy
+replaced before the worker read it."""
 
 import asyncio
 import signal
@@ -19,13 +20,13 @@ from dicomflow.core.cache import series_metadata_key, series_parts_key
 from dicomflow.core.series_metadata import read_series_parts
 from dicomflow.core.settings import Settings
 from dicomflow.core.storage import LocalStorage
-from dicomflow.core.topics import STORAGE_QUEUE
+from dicomflow.core.topics import LOG_QUEUE, STORAGE_QUEUE
 from dicomflow.streams.app import app
 from dicomflow.streams.watchdog import committed_offsets
 from tests.dicom_factory import make_ct
 from tests.kafka_helpers import delete_records_before, end_offsets, read_topic
 from tests.metadata_checks import assert_same_json, expected_json
-from tests.services import RunningServices, storescu, wait_for
+from tests.services import SUCCESS, RunningServices, storescu, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -429,3 +430,37 @@ def metadata_rows(settings: Settings, uid_root: str) -> list[str]:
         )
     )
     return [r["json_status"] for r in rows]
+
+
+def test_a_copy_replaced_before_the_worker_read_it_is_logged_and_the_later_one_indexed(
+    system: RunningServices, stack: Settings, tmp_path: Path, uid_root: str
+) -> None:
+    sop_uid = f"{uid_root}.1.1.1"
+    first, later = tmp_path / "first.dcm", tmp_path / "later.dcm"
+    for path, patient_id in ((first, "P1"), (later, "P1-with-a-longer-id")):
+        make_ct(
+            path,
+            study_uid=f"{uid_root}.1",
+            series_uid=f"{uid_root}.1.1",
+            sop_uid=sop_uid,
+            patient_id=patient_id,
+        )
+    system.stop("worker")  # both copies stored before the worker reads the first one's event
+    try:
+        for path in (first, later):
+            result = storescu(system.scp_port, [path])
+            assert SUCCESS in result.stdout + result.stderr
+    finally:
+        system.start("worker")
+
+    logged = asyncio.run(read_topic(stack, LOG_QUEUE, lambda v: v.get("sop_uid") == sop_uid, 2))
+    (_, _, earlier_event), (_, _, later_event) = logged
+    assert earlier_event["file_size"] != later_event["file_size"]
+
+    def indexed_size() -> int | None:
+        rows = asyncio.run(
+            fetch(stack, "SELECT file_size FROM dicom_image_meta WHERE sop_uid = $1", sop_uid)
+        )
+        return rows[0]["file_size"] if rows else None
+
+    assert wait_for(indexed_size, 60, 0.1, "the later copy indexed") == later_event["file_size"]
