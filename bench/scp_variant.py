@@ -10,15 +10,14 @@ call). For `scp_alone.py`; never a way to run an archive.
 import sys
 
 from dicomflow.cli import main
-from dicomflow.ingest.publisher import EventPublisher, Publication
+from dicomflow.ingest.publisher import EventPublisher
 from dicomflow.ingest.store import InstanceStore
 
 VARIANTS = ("whole", "no-event", "nothing")
 
 
-class NotPublished(Publication):
-    def __init__(self) -> None:
-        pass
+class NotPublished:
+    """Stands for a `Publication` that is durable at once."""
 
     def wait(self) -> None:
         pass

@@ -98,10 +98,8 @@ class WakingDUL(DULServiceProvider):
                 return
             if self.artim_timer.expired:
                 self.event_queue.put("Evt18")
-            try:
-                if self._process_recv_primitive():
-                    pass
-                elif self._is_transport_event():
+            try:  # a primitive to send first, else the peer's data, one per loop
+                if not self._process_recv_primitive() and self._is_transport_event():
                     self._idle_timer.restart()
             except Exception:
                 log.exception("Exception in the DUL reactor, aborting the association")
