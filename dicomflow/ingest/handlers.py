@@ -1,11 +1,15 @@
 """pynetdicom event handlers; dependencies are bound as arguments when the server starts."""
 
 import logging
+from io import BytesIO
+from typing import cast
 
 from pydicom.dataset import Dataset
 from pynetdicom import events as evt
+from pynetdicom.dimse_primitives import C_STORE
 
 from dicomflow.core.settings import Settings
+from dicomflow.ingest.file_meta import part10_header
 from dicomflow.ingest.store import CANNOT_UNDERSTAND, InstanceStore, Origin, Rejected
 
 log = logging.getLogger(__name__)
@@ -35,7 +39,7 @@ def handle_store(event: evt.Event, settings: Settings, store: InstanceStore) -> 
         called_ae=called_ae,
     )
     try:
-        part10 = event.encoded_dataset(include_meta=True)
+        part10 = _received_part10(event)
     except Exception as exc:
         return _failure(CANNOT_UNDERSTAND, f"cannot read the data set: {exc}")
     try:
@@ -43,6 +47,17 @@ def handle_store(event: evt.Event, settings: Settings, store: InstanceStore) -> 
     except Rejected as exc:
         return _failure(exc.status, exc.comment)
     return 0x0000
+
+
+def _received_part10(event: evt.Event) -> bytes:
+    """The data set as received, behind its Part-10 header (`Event.encoded_dataset`'s bytes,
+    made with one copy of the data set instead of two)."""
+    request = cast(C_STORE, event.request)
+    sop_class, sop_instance = request.AffectedSOPClassUID, request.AffectedSOPInstanceUID
+    if not sop_class or not sop_instance:
+        raise ValueError("the request has no Affected SOP Class or Instance UID")
+    header = part10_header(sop_class, sop_instance, event.context.transfer_syntax)
+    return b"".join((header, cast(BytesIO, request.DataSet).getbuffer()))
 
 
 def _failure(status: int, comment: str) -> Dataset:
