@@ -340,9 +340,9 @@ async def test_series_parts_leave_a_failing_redis_alone_for_a_while() -> None:
     parts = SeriesParts(clock=lambda: now[0])
 
     for sop in ("1", "2"):  # the first fails: the indexing goes on
-        await parts.keep(redis, _event(sop), b"{}")  # type: ignore[arg-type]
+        await parts.keep(redis, [(_event(sop), b"{}")])  # type: ignore[arg-type]
     assert redis.pipelines == 1
     now[0] += SeriesParts.PAUSE_SECONDS
-    await parts.keep(redis, _event("3"), b"{}")  # type: ignore[arg-type]
+    await parts.keep(redis, [(_event("3"), b"{}")])  # type: ignore[arg-type]
     assert redis.pipelines == 2
     await redis.unreachable.aclose()

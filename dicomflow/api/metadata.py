@@ -225,7 +225,7 @@ async def _keep_draft(state: ApiState, draft_key: str, version: str, body: bytes
 
 async def _keep_parts(state: ApiState, parts_key: str, parts: dict[bytes, bytes]) -> None:
     with _redis_is_a_cache():
-        await keep_parts(state.redis, parts_key, parts)
+        await keep_parts(state.redis, {parts_key: parts})
 
 
 async def _keep_warm(state: ApiState, warm_key: str, draft_key: str, body: bytes) -> None:

@@ -16,12 +16,13 @@ def connect(location: str) -> aioredis.Redis:
     return aioredis.from_url(location, socket_timeout=TIMEOUT, socket_connect_timeout=TIMEOUT)
 
 
-async def keep_parts(redis: aioredis.Redis, key: str, parts: Mapping[bytes, bytes]) -> None:
-    """Add `parts` to the series' parts at `key` (`series_parts_key`), kept for
+async def keep_parts(redis: aioredis.Redis, parts: Mapping[str, Mapping[bytes, bytes]]) -> None:
+    """Add to each series' parts (`series_parts_key` → its new parts), kept for
     `SERIES_PARTS_TTL` from now; one round trip."""
     async with redis.pipeline(transaction=False) as pipe:
-        pipe.hset(key, mapping=parts)
-        pipe.expire(key, SERIES_PARTS_TTL)
+        for key, fields in parts.items():
+            pipe.hset(key, mapping=fields)
+            pipe.expire(key, SERIES_PARTS_TTL)
         await pipe.execute()
 
 

@@ -1,7 +1,19 @@
-"""Fan-out: each storage event becomes an image record, an object record and series progress."""
+"""Fan-out: each storage event becomes an image record, an object record and series progress.
+
+Events are taken in batches, so that a burst costs one worker-thread hop to read the files
+and one Redis round trip to keep their DICOM JSON, not one of each per instance; records
+and table updates are still made event by event, in order.
+"""
 
 import asyncio
 import logging
+import weakref
+from collections.abc import Sequence
+from typing import NamedTuple
+
+from faust import streams as faust_streams
+from faust.types import EventT, StreamT
+from pydicom.dataset import Dataset
 
 from dicomflow.core.cache import series_metadata_key, study_series_key
 from dicomflow.streams.app import app
@@ -17,9 +29,21 @@ from dicomflow.streams.state import send_state
 from dicomflow.streams.stored_copy import NotTheEventsCopy, read_and_keep_metadata
 from dicomflow.streams.topics import image_topic, log_topic, storage_topic
 from dicomflow.tables.extract import read_header
-from dicomflow.tables.records import StorageEvent
+from dicomflow.tables.records import ImageRecord, StorageEvent
 
 log = logging.getLogger(__name__)
+
+BATCH_SIZE = 100
+BATCH_SECONDS = 0.05  # the longest a lone event waits for others
+
+
+class StoredCopy(NamedTuple):
+    header: Dataset
+    record: ImageRecord
+    body: bytes | None  # the instance's DICOM JSON, None if it could not be made
+
+
+Reading = StoredCopy | NotTheEventsCopy | OSError | ValueError
 
 
 def load_header(key: str):  # type: ignore[no-untyped-def]
@@ -27,37 +51,78 @@ def load_header(key: str):  # type: ignore[no-untyped-def]
         return read_header(fh)
 
 
+def read_stored_copies(events: Sequence[StorageEvent]) -> list[Reading]:
+    """Each event's stored copy, or why it cannot be indexed."""
+    readings: list[Reading] = []
+    for event in events:
+        try:
+            readings.append(StoredCopy(*read_and_keep_metadata(event)))
+        except (NotTheEventsCopy, OSError, ValueError) as exc:
+            readings.append(exc)
+    return readings
+
+
 series_parts = SeriesParts()
 
 
 @app.agent(storage_topic)
-async def fan_out(stream):  # type: ignore[no-untyped-def]
-    async for key, event in stream.items():
-        try:
-            header, record, body = await asyncio.to_thread(read_and_keep_metadata, event)
-        except NotTheEventsCopy as exc:
-            # Mostly a copy received and then replaced before this worker read it: the receipt
-            # is logged (`dicom_object_meta`); the later copy's own event indexes the file.
-            log.info("event %s: %s is another copy (%s)", event.trace_id, event.file_path, exc)
-            await log_topic.send(key=key, value=event)
-            continue
-        except (OSError, ValueError) as exc:
-            log.error("cannot read %s for event %s: %s", event.file_path, event.trace_id, exc)
-            continue
-        if body is not None:
-            await series_parts.keep(resources().redis, event, body)
-        await image_topic.send(key=key, value=record)
-        await log_topic.send(key=key, value=event)
+async def fan_out(stream: StreamT) -> None:
+    async for events in stream.take_events(BATCH_SIZE, within=BATCH_SECONDS):
+        readings = await asyncio.to_thread(read_stored_copies, [e.value for e in events])
+        await series_parts.keep(
+            resources().redis,
+            [
+                (event.value, reading.body)
+                for event, reading in zip(events, readings, strict=True)
+                if isinstance(reading, StoredCopy) and reading.body is not None
+            ],
+        )
+        for event, reading in zip(events, readings, strict=True):
+            make_current(event)
+            await index_event(event, reading)
 
-        seen_key = instance_key(event)
-        is_new = instances_seen.get(seen_key) is None
-        if is_new:
-            instances_seen[seen_key] = event.created_time
-        progress, announce = record_instance(series_progress.get(key), event, is_new)
-        series_progress[key] = progress
-        if announce:
-            await forget_cached_metadata(event)
-            await send_state(key, header, progress)
+
+def make_current(event: EventT) -> None:
+    """Make `event` the current event of this task, whose partition a table update's
+    changelog record goes to. Faust sets it in the task that fills the batch, not in this
+    one, and has no public setter; the stream's own attribute is that task's to set."""
+    faust_streams._current_event.set(weakref.ref(event))
+
+
+async def index_event(event: EventT, reading: Reading) -> None:
+    """Send the event's records and update its series' progress."""
+    key, storage_event = event.key, event.value
+    if isinstance(reading, NotTheEventsCopy):
+        # Mostly a copy received and then replaced before this worker read it: the receipt
+        # is logged (`dicom_object_meta`); the later copy's own event indexes the file.
+        log.info(
+            "event %s: %s is another copy (%s)",
+            storage_event.trace_id,
+            storage_event.file_path,
+            reading,
+        )
+        await log_topic.send(key=key, value=storage_event)
+        return
+    if not isinstance(reading, StoredCopy):
+        log.error(
+            "cannot read %s for event %s: %s",
+            storage_event.file_path,
+            storage_event.trace_id,
+            reading,
+        )
+        return
+    await image_topic.send(key=key, value=reading.record)
+    await log_topic.send(key=key, value=storage_event)
+
+    seen_key = instance_key(storage_event)
+    is_new = instances_seen.get(seen_key) is None
+    if is_new:
+        instances_seen[seen_key] = storage_event.created_time
+    progress, announce = record_instance(series_progress.get(key), storage_event, is_new)
+    series_progress[key] = progress
+    if announce:
+        await forget_cached_metadata(storage_event)
+        await send_state(key, reading.header, progress)
 
 
 async def forget_cached_metadata(event: StorageEvent) -> None:

@@ -2,7 +2,7 @@
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import redis.asyncio as aioredis
 
@@ -25,17 +25,23 @@ class SeriesParts:
         self._clock = clock
         self._paused_until = 0.0
 
-    async def keep(self, redis: aioredis.Redis, event: StorageEvent, body: bytes) -> None:
-        if self._clock() < self._paused_until:
+    async def keep(
+        self, redis: aioredis.Redis, instances: Sequence[tuple[StorageEvent, bytes]]
+    ) -> None:
+        """Keep each event's instance JSON in its series' parts, all in one round trip."""
+        if not instances or self._clock() < self._paused_until:
             return
-        key = series_parts_key(event.tenant_id, event.study_uid, event.series_uid)
+        parts: dict[str, dict[bytes, bytes]] = {}
+        for event, body in instances:
+            key = series_parts_key(event.tenant_id, event.study_uid, event.series_uid)
+            parts.setdefault(key, {})[part_field(event.sop_uid, event.created_time)] = body
         try:
-            await keep_parts(redis, key, {part_field(event.sop_uid, event.created_time): body})
+            await keep_parts(redis, parts)
         except Exception as exc:  # Redis is a cache
             self._paused_until = self._clock() + self.PAUSE_SECONDS
             log.warning(
-                "could not keep the metadata of %s in Redis (%s); not trying for %.0f s",
-                event.sop_uid,
+                "could not keep the metadata of %d instances in Redis (%s); not trying for %.0f s",
+                len(instances),
                 exc,
                 self.PAUSE_SECONDS,
             )
