@@ -1,6 +1,7 @@
 """The SCP's event-driven association reactors: asleep while idle, and serving, timing out and
 ending associations as pynetdicom's own reactors do."""
 
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -8,7 +9,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from pynetdicom import AE
+from pynetdicom import AE, _config, evt
+from pynetdicom._handlers import standard_dimse_recv_handler
 from pynetdicom.association import Association
 from pynetdicom.sop_class import Verification
 from pynetdicom.transport import ThreadedAssociationServer
@@ -115,3 +117,21 @@ def test_associations_beyond_the_maximum_are_rejected(tmp_path: Path) -> None:
             assert first.send_c_echo().Status == 0x0000
         finally:
             first.release()
+
+
+@pytest.mark.parametrize(("level", "bound"), [(logging.INFO, False), (logging.DEBUG, True)])
+def test_pynetdicoms_message_log_handlers_are_bound_only_for_its_debug_log(
+    tmp_path: Path, level: int, bound: bool
+) -> None:
+    logger, handler_level = logging.getLogger("pynetdicom"), _config.LOG_HANDLER_LEVEL
+    logger_level = logger.level
+    logger.setLevel(level)
+    try:
+        with serving(tmp_path) as server:
+            assoc = associate(server)
+            handlers = accepted(server).get_handlers(evt.EVT_DIMSE_RECV)
+            assoc.release()
+    finally:
+        logger.setLevel(logger_level)
+        _config.LOG_HANDLER_LEVEL = handler_level
+    assert any(handler is standard_dimse_recv_handler for handler, _ in handlers) == bound

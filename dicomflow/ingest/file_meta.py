@@ -18,10 +18,10 @@ def part10_header(sop_class_uid: str, sop_instance_uid: str, transfer_syntax_uid
     elements = b"".join(
         (
             _element(0x0001, b"OB", FILE_META_VERSION),
-            _element(0x0002, b"UI", _uid(sop_class_uid)),
-            _element(0x0003, b"UI", _uid(sop_instance_uid)),
-            _element(0x0010, b"UI", _uid(transfer_syntax_uid)),
-            _element(0x0012, b"UI", _uid(PYNETDICOM_IMPLEMENTATION_UID)),
+            _element(0x0002, b"UI", encoded_uid(sop_class_uid)),
+            _element(0x0003, b"UI", encoded_uid(sop_instance_uid)),
+            _element(0x0010, b"UI", encoded_uid(transfer_syntax_uid)),
+            _element(0x0012, b"UI", encoded_uid(PYNETDICOM_IMPLEMENTATION_UID)),
             _element(0x0013, b"SH", _text(PYNETDICOM_IMPLEMENTATION_VERSION)),
         )
     )
@@ -39,7 +39,8 @@ def _element(element: int, vr: bytes, value: bytes) -> bytes:
         raise ValueError(f"(0002,{element:04X}) is {len(value)} bytes long: {exc}") from exc
 
 
-def _uid(value: str) -> bytes:
+def encoded_uid(value: str) -> bytes:
+    """A UI value as encoded: ASCII, padded with a NUL to an even length (PS3.5 6.2)."""
     encoded = value.encode("ascii")
     return encoded + b"\0" if len(encoded) % 2 else encoded
 

@@ -26,6 +26,8 @@ from pynetdicom.pdu import A_ABORT_RQ
 from pynetdicom.pdu_primitives import A_ABORT, A_ASSOCIATE, A_P_ABORT, A_RELEASE, P_DATA
 from pynetdicom.transport import AssociationSocket, RequestHandler
 
+from dicomflow.ingest.store_response import DirectStoreResponses
+
 log = logging.getLogger(__name__)
 
 TIMER_CHECK_INTERVAL = 0.05
@@ -132,6 +134,7 @@ class WakingAssociation(Association):
     def __init__(self, ae: ApplicationEntity, mode: str) -> None:
         super().__init__(ae, mode)
         self.dul: WakingDUL = WakingDUL(self)
+        self.dimse = DirectStoreResponses(self)
         # The timeouts were given to the replaced DUL's timers: give them to this one's
         self.acse_timeout = self.acse_timeout
         self.network_timeout = self.network_timeout

@@ -12,7 +12,7 @@ from pydicom.uid import (
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
 )
-from pynetdicom import AE, AllStoragePresentationContexts, evt
+from pynetdicom import AE, AllStoragePresentationContexts, _config, evt
 from pynetdicom.sop_class import Verification
 from pynetdicom.transport import ThreadedAssociationServer
 
@@ -46,6 +46,11 @@ def accepted_transfer_syntaxes() -> list[str]:
 
 
 def build_ae(settings: Settings) -> AE:
+    # pynetdicom's standard handlers describe every PDU and DIMSE message for its debug log
+    # (~0.1 ms per C-STORE); bound only when that log is wanted.
+    _config.LOG_HANDLER_LEVEL = (
+        "standard" if logging.getLogger("pynetdicom").isEnabledFor(logging.DEBUG) else "none"
+    )
     ae = AE(ae_title=settings.ae_title)
     ae.maximum_pdu_size = settings.max_pdu_size
     ae.maximum_associations = settings.max_associations
