@@ -2,7 +2,6 @@
 
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +28,6 @@ from dicomflow.core.storage import (
 from dicomflow.streams.progress import (
     RECEIVING,
     STABLE,
-    BatchProgress,
-    SeriesProgress,
-    instance_key,
     is_quiet,
     mark_stable,
     record_instance,
@@ -172,32 +168,6 @@ def _event(sop: str, created: str = "2024-01-02 03:04:05.000000") -> StorageEven
         called_ae=None,
         created_time=created,
     )
-
-
-@dataclass(eq=False)
-class SeriesEvent:
-    """A storage event as a Faust stream delivers it."""
-
-    value: StorageEvent
-    key: str = "t|1.2|1.3"
-
-
-def test_a_batch_counts_each_instance_once_and_records_at_its_end() -> None:
-    seen: dict[str, str | None] = {}
-    progress: dict[str, SeriesProgress | None] = {}
-    batch = BatchProgress(seen, progress)
-    first = [SeriesEvent(_event(sop)) for sop in ("1", "2", "2", "3")]
-    assert [batch.record(event)[1] for event in first] == [True, False, False, False]
-    assert seen == {} and progress == {}, "nothing is recorded before the batch ends"
-    batch.write()
-    assert progress["t|1.2|1.3"].instances == 3  # type: ignore[union-attr]
-    assert set(seen) == {instance_key(event.value) for event in first}
-
-    batch = BatchProgress(seen, progress)
-    for event in (SeriesEvent(_event("3")), SeriesEvent(_event("4"))):
-        batch.record(event)
-    batch.write()
-    assert progress["t|1.2|1.3"].instances == 4  # type: ignore[union-attr]
 
 
 def test_progress_counts_distinct_instances_and_announces_changes() -> None:

@@ -2,21 +2,27 @@
 
 Events are taken in batches, so that a burst costs one worker-thread hop to read the files
 and one Redis round trip to keep their DICOM JSON, not one of each per instance; records
-are still sent event by event, in order, and the tables written once per batch
-(`BatchProgress`).
+and table updates are still made event by event, in order.
 """
 
 import asyncio
 import logging
+import weakref
 from collections.abc import Sequence
 from typing import NamedTuple
 
+from faust import streams as faust_streams
 from faust.types import EventT, StreamT
 from pydicom.dataset import Dataset
 
 from dicomflow.core.cache import series_metadata_key, study_series_key
 from dicomflow.streams.app import app
-from dicomflow.streams.progress import BatchProgress, instances_seen, series_progress
+from dicomflow.streams.progress import (
+    instance_key,
+    instances_seen,
+    record_instance,
+    series_progress,
+)
 from dicomflow.streams.resources import resources
 from dicomflow.streams.series_parts import SeriesParts
 from dicomflow.streams.state import send_state
@@ -71,14 +77,20 @@ async def fan_out(stream: StreamT) -> None:
                 if isinstance(reading, StoredCopy) and reading.body is not None
             ],
         )
-        batch = BatchProgress(instances_seen, series_progress)
         for event, reading in zip(events, readings, strict=True):
-            await index_event(event, reading, batch)
-        batch.write()
+            make_current(event)
+            await index_event(event, reading)
 
 
-async def index_event(event: EventT, reading: Reading, batch: BatchProgress) -> None:
-    """Send the event's records and record its series' progress in the batch's."""
+def make_current(event: EventT) -> None:
+    """Make `event` the current event of this task, whose partition a table update's
+    changelog record goes to. Faust sets it in the task that fills the batch, not in this
+    one, and has no public setter; the stream's own attribute is that task's to set."""
+    faust_streams._current_event.set(weakref.ref(event))
+
+
+async def index_event(event: EventT, reading: Reading) -> None:
+    """Send the event's records and update its series' progress."""
     key, storage_event = event.key, event.value
     if isinstance(reading, NotTheEventsCopy):
         # Mostly a copy received and then replaced before this worker read it: the receipt
@@ -102,7 +114,12 @@ async def index_event(event: EventT, reading: Reading, batch: BatchProgress) -> 
     await image_topic.send(key=key, value=reading.record)
     await log_topic.send(key=key, value=storage_event)
 
-    progress, announce = batch.record(event)
+    seen_key = instance_key(storage_event)
+    is_new = instances_seen.get(seen_key) is None
+    if is_new:
+        instances_seen[seen_key] = storage_event.created_time
+    progress, announce = record_instance(series_progress.get(key), storage_event, is_new)
+    series_progress[key] = progress
     if announce:
         await forget_cached_metadata(storage_event)
         await send_state(key, reading.header, progress)

@@ -5,12 +5,8 @@ series lives on one partition and its changelog, and a restart recovers it from 
 """
 
 import time
-import weakref
-from collections.abc import MutableMapping
 
 import faust
-from faust import streams as faust_streams
-from faust.types import EventT
 
 from dicomflow.streams.app import app
 from dicomflow.tables.records import StorageEvent
@@ -73,49 +69,3 @@ def is_quiet(progress: SeriesProgress, stable_seconds: float, now: float | None 
 
 def mark_stable(progress: SeriesProgress) -> SeriesProgress:
     return progress.derive(state=STABLE)
-
-
-def make_current(event: EventT) -> None:
-    """Make `event` the current event of this task, whose partition a table update's
-    changelog record goes to. Faust sets it in the task that fills the batch, not in this
-    one, and has no public setter; the stream's own attribute is that task's to set."""
-    faust_streams._current_event.set(weakref.ref(event))
-
-
-class BatchProgress:
-    """The progress of the series of a batch of events, and the instances first seen in it,
-    written to the tables once at the end of the batch (each series' progress once, not once
-    per instance; nothing of the batch is recorded if it is cut short, so that its events,
-    delivered again, count as they did the first time)."""
-
-    def __init__(
-        self,
-        seen: MutableMapping[str, str | None],
-        progress: MutableMapping[str, SeriesProgress | None],
-    ) -> None:
-        self._seen_table, self._progress_table = seen, progress
-        self._progress: dict[str, tuple[SeriesProgress, EventT]] = {}
-        self._seen: dict[str, tuple[str, EventT]] = {}
-
-    def record(self, event: EventT) -> tuple[SeriesProgress, bool]:
-        """The progress of the event's series with it, and whether to announce that now."""
-        key, storage_event = event.key, event.value
-        seen_key = instance_key(storage_event)
-        is_new = seen_key not in self._seen and self._seen_table.get(seen_key) is None
-        if is_new:
-            self._seen[seen_key] = (storage_event.created_time, event)
-        kept = self._progress.get(key)
-        before = kept[0] if kept is not None else self._progress_table.get(key)
-        progress, announce = record_instance(before, storage_event, is_new)
-        self._progress[key] = (progress, event)
-        return progress, announce
-
-    def write(self) -> None:
-        """Record the batch in the tables, each update as of the event it came from (its
-        changelog partition)."""
-        for seen_key, (created_time, event) in self._seen.items():
-            make_current(event)
-            self._seen_table[seen_key] = created_time
-        for key, (progress, event) in self._progress.items():
-            make_current(event)
-            self._progress_table[key] = progress
