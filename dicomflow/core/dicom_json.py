@@ -143,8 +143,9 @@ def _unread_bulk_data(ds: Dataset) -> dict[int, str]:
     """Top-level elements whose binary value is still unread, with their VR."""
     unread = {}
     for tag, element in ds.items():
-        unread_value = element.value is None and element.length > 0  # empty: None too
-        if not isinstance(element, RawDataElement) or not unread_value:
+        if not isinstance(element, RawDataElement) or element.value is not None:
+            continue
+        if element.length == 0:  # empty: pydicom reads it as None too
             continue
         vr = element.VR or _dictionary_vr(tag)
         if vr in _BINARY_VRS:

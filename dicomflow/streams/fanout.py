@@ -9,11 +9,9 @@ import asyncio
 import logging
 import weakref
 from collections.abc import Sequence
-from typing import NamedTuple
 
 from faust import streams as faust_streams
 from faust.types import EventT, StreamT
-from pydicom.dataset import Dataset
 
 from dicomflow.core.cache import series_metadata_key, study_series_key
 from dicomflow.streams.app import app
@@ -26,21 +24,15 @@ from dicomflow.streams.progress import (
 from dicomflow.streams.resources import resources
 from dicomflow.streams.series_parts import SeriesParts
 from dicomflow.streams.state import send_state
-from dicomflow.streams.stored_copy import NotTheEventsCopy, read_and_keep_metadata
+from dicomflow.streams.stored_copy import NotTheEventsCopy, StoredCopy, read_and_keep_metadata
 from dicomflow.streams.topics import image_topic, log_topic, storage_topic
 from dicomflow.tables.extract import read_header
-from dicomflow.tables.records import ImageRecord, StorageEvent
+from dicomflow.tables.records import StorageEvent
 
 log = logging.getLogger(__name__)
 
 BATCH_SIZE = 100
 BATCH_SECONDS = 0.05  # the longest a lone event waits for others
-
-
-class StoredCopy(NamedTuple):
-    header: Dataset
-    record: ImageRecord
-    body: bytes | None  # the instance's DICOM JSON, None if it could not be made
 
 
 Reading = StoredCopy | NotTheEventsCopy | OSError | ValueError
@@ -56,7 +48,7 @@ def read_stored_copies(events: Sequence[StorageEvent]) -> list[Reading]:
     readings: list[Reading] = []
     for event in events:
         try:
-            readings.append(StoredCopy(*read_and_keep_metadata(event)))
+            readings.append(read_and_keep_metadata(event))
         except (NotTheEventsCopy, OSError, ValueError) as exc:
             readings.append(exc)
     return readings

@@ -4,7 +4,7 @@ copy, read once for the index record and the instance's DICOM JSON."""
 import logging
 import os
 import time
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 from pydicom.dataset import Dataset
 
@@ -25,6 +25,12 @@ WRITE_WAIT_SECONDS = 10.0
 the event by an fsync; a temporary file a crash left is waited for this long, then ignored).
 Below `DICOMFLOW_WORKER_STUCK_SECONDS`, so the wait never looks like a stuck partition."""
 WRITE_POLL_SECONDS = 0.002
+
+
+class StoredCopy(NamedTuple):
+    header: Dataset
+    record: ImageRecord
+    body: bytes | None  # the instance's DICOM JSON, None if it could not be made
 
 
 class NotTheEventsCopy(Exception):
@@ -55,7 +61,7 @@ def open_events_copy(event: StorageEvent) -> BinaryIO:
     return fh
 
 
-def read_and_keep_metadata(event: StorageEvent) -> tuple[Dataset, ImageRecord, bytes | None]:
+def read_and_keep_metadata(event: StorageEvent) -> StoredCopy:
     """The stored file's header, image record and DICOM JSON (None if it could not be made);
     the JSON is appended to the series' parts file on the way (one read of the file), before
     the image record can make the instance visible."""
@@ -68,10 +74,10 @@ def read_and_keep_metadata(event: StorageEvent) -> tuple[Dataset, ImageRecord, b
             )
         except Exception as exc:  # never holds up indexing: the metadata is built from the file
             log.warning("cannot make the metadata of %s: %s", event.file_path, exc)
-            return header, record, None
+            return StoredCopy(header, record, None)
     field = part_field(event.sop_uid, event.created_time)
     try:
         keep_instance_metadata(resources().json_storage, event.file_path, field, body)
     except OSError as exc:  # Redis may still keep it; else it is made from the file again
         log.warning("cannot keep the metadata of %s: %s", event.file_path, exc)
-    return header, record, body
+    return StoredCopy(header, record, body)
