@@ -332,7 +332,8 @@ class KafkaService(LocalService):
                 "-Xmx768m",
                 # C1 only: C2 kept compiling the broker's request paths for minutes, as much
                 # CPU as the requests themselves; with the serial collector (a small heap),
-                # the broker's CPU per stored instance fell from 1.7-2.8 to 0.9-1.0 ms
+                # the broker's CPU per stored instance fell from 1.2-3.7 to 0.8-1.4 ms
+                # (bench/README.md, fourth session)
                 "-XX:+UseSerialGC",
                 "-XX:TieredStopAtLevel=1",
                 f"-Dlog4j.configuration=file:{self.home / 'log4j.properties'}",
