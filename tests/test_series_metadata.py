@@ -11,7 +11,6 @@ from dicomflow.core.series_metadata import (
     build_series_metadata,
     find_series_parts,
     instance_metadata,
-    join_parts,
     keep_instance_metadata,
     keep_series_parts,
     parse_series_parts,
@@ -97,13 +96,11 @@ def test_parts_are_served_unless_they_are_of_an_older_copy(tmp_path: Path) -> No
         part_field(first.sop_uid, first.received_time): b'{"part":1}',
         part_field(second.sop_uid, "2026-11-26 01:02:03.000003"): b'{"older":2}',
     }
-    assert join_parts(rows, parts) is None
     objects = orjson.loads(build_series_metadata(storage, json_storage, "t", rows, parts))
     assert objects == [{"part": 1}, built_from_files(storage, rows[1:])[0]]
 
     parts[part_field(second.sop_uid, second.received_time)] = b'{"part":2}'
-    joined = join_parts(rows, parts)
-    assert joined == build_series_metadata(storage, json_storage, "t", rows, parts)
+    joined = build_series_metadata(storage, json_storage, "t", rows, parts)
     assert orjson.loads(joined) == [{"part": 1}, {"part": 2}]
 
 

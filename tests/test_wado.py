@@ -25,12 +25,13 @@ from pydicom.encaps import generate_frames
 from pydicom.uid import ExplicitVRLittleEndian
 
 from dicomflow.api import metadata, queries
+from dicomflow.api.drafts import Drafts
 from dicomflow.api.index_changes import SERIES_CHANNEL, IndexChanges
 from dicomflow.api.metadata import draft_series_metadata, series_metadata
 from dicomflow.api.multipart import MultipartReader, PartStart, parse_content_type
 from dicomflow.api.notified_cache import NotifiedCache
 from dicomflow.api.single_flight import SingleFlight
-from dicomflow.core.cache import series_draft_key, series_parts_key
+from dicomflow.core.cache import series_parts_key
 from dicomflow.core.db import create_pool
 from dicomflow.core.series_metadata import (
     instance_objects,
@@ -462,23 +463,12 @@ def draft_state(
         storage=LocalStorage(system.storage_root),
         json_storage=LocalStorage(Path(system.env["DICOMFLOW_JSON_ROOT"])),
         draft_builds=SingleFlight(),
+        drafts=Drafts(64 * 2**20),
         in_background=in_background,
         series_sources=NotifiedCache(
             IndexChanges(""), SERIES_CHANNEL, partial(queries.metadata_source, pool), 0
         ),
     )
-
-
-async def draft_kept(
-    redis: aioredis.Redis, series: tuple[str, str, str], version: str | None
-) -> None:
-    """Wait until Redis holds the series' draft at `version` (written after the answer)."""
-
-    async def kept() -> bool:
-        draft = await redis.get(series_draft_key(*series))
-        return draft is not None and draft.startswith(f"{version} ".encode())
-
-    await async_wait_for(kept, 10, 0.01, f"the draft at {version}")
 
 
 async def test_metadata_of_a_series_not_stable_yet_is_built_once_per_version(
@@ -492,11 +482,12 @@ async def test_metadata_of_a_series_not_stable_yet_is_built_once_per_version(
     store(system, paths[:2])
     series_folder = stored_path(system, pydicom.dcmread(paths[0])).parent
     pool = await create_pool(stack)
-    # A database of its own: the worker drops the draft once the series is stable (2 s here).
+    # A database of its own: the worker drops the parts once the series is stable (2 s here).
     cache = aioredis.Redis(host="127.0.0.1", port=stack.redis_port, db=DRAFT_TEST_DB)
     state = draft_state(system, pool, cache)
     series = ("default", uid_root, f"{uid_root}.1")
     builds: list[int] = []
+    asked: list[list[bytes]] = []  # the parts asked of Redis, by read
 
     def counted(build: Callable[..., T]) -> Callable[..., T]:
         def counting(*args: object) -> T:
@@ -508,6 +499,13 @@ async def test_metadata_of_a_series_not_stable_yet_is_built_once_per_version(
     # A build reads the parts file in the event loop, or in a thread with the DICOM files.
     monkeypatch.setattr(metadata, "parse_series_parts", counted(parse_series_parts))
     monkeypatch.setattr(metadata, "instance_objects", counted(instance_objects))
+    hmget = cache.hmget
+
+    async def asking(key: str, fields: list[bytes]) -> list[bytes | None]:
+        asked.append(fields)
+        return await hmget(key, fields)
+
+    monkeypatch.setattr(cache, "hmget", asking)
     parts_key = series_parts_key(*series)
 
     async def parts_put_back(count: int) -> None:
@@ -517,40 +515,39 @@ async def test_metadata_of_a_series_not_stable_yet_is_built_once_per_version(
         await async_wait_for(held, 10, 0.01, f"{count} parts put back")
 
     async def draft(*of: str) -> bytes | None:
-        kept = await cache.get(series_draft_key(*of))
         source = await queries.series_to_build(pool, *of)
-        return await draft_series_metadata(state, *of, source, kept)
-
-    async def to_build(*of: str) -> queries.MetadataSource:
-        source = await queries.series_to_build(pool, *of)
-        assert source is not None
-        return source
+        return await draft_series_metadata(state, *of, source)
 
     try:
         first = await draft(*series)
         assert first is not None and len(orjson.loads(first)) == 2
-        await draft_kept(cache, series, (await to_build(*series)).version)
+        assert (len(builds), [len(fields) for fields in asked]) == (1, [2])
         hidden = series_folder.rename(series_folder.with_name("hidden"))
-        try:  # the same version again: served from Redis, the files are not read
+        try:  # the same version again: from memory, neither Redis nor the files are read
             assert await draft(*series) == first
         finally:
             hidden.rename(series_folder)
+        assert (len(builds), len(asked)) == (1, 1)
         store(system, paths[2:])
         changed = await draft(*series)
         assert changed is not None and len(orjson.loads(changed)) == 3
-        source = await to_build(*series)
-        await draft_kept(cache, series, source.version)
-        await parts_put_back(3)  # what the builds read from the files
+        assert orjson.loads(changed)[:2] == orjson.loads(first)
+        source = await queries.series_to_build(pool, *series)
+        new_part = part_field(source.instances[2].sop_uid, source.instances[2].received_time)
+        assert (len(builds), asked[1]) == (2, [new_part])  # the others from memory
+        await parts_put_back(3)  # what the builds read from the parts file
         await cache.delete(parts_key)
-        together = [draft_series_metadata(state, *series, source, None) for _ in range(4)]
+        state.drafts = Drafts(64 * 2**20)  # as in another API process
+        together = [draft_series_metadata(state, *series, source) for _ in range(4)]
         assert await asyncio.gather(*together) == [changed] * 4
-        assert len(builds) == 3  # one per version, and one for the four at once
+        assert (len(builds), len(asked)) == (3, 3)  # one per version, one for the four at once
         await parts_put_back(3)
-        assert await draft_series_metadata(state, *series, source, None) == changed
+        state.drafts = Drafts(64 * 2**20)
+        assert await draft_series_metadata(state, *series, source) == changed
         assert len(builds) == 3  # joined from the parts put back
         assert await draft("default", uid_root, f"{uid_root}.9") is None
     finally:
-        await cache.delete(parts_key, series_draft_key(*series))
+        await cache.delete(parts_key)
         await cache.aclose()
         await pool.close()
 
@@ -569,7 +566,8 @@ async def test_metadata_of_a_series_not_stable_yet_is_joined_from_its_parts(
 
     async def built() -> list[dict]:
         source = await queries.series_to_build(pool, *series)
-        body = await draft_series_metadata(state, *series, source, None)
+        state.drafts = Drafts(64 * 2**20)  # built again, not kept in memory
+        body = await draft_series_metadata(state, *series, source)
         assert body is not None
         return orjson.loads(body)
 
@@ -601,7 +599,7 @@ async def test_metadata_of_a_series_not_stable_yet_is_joined_from_its_parts(
         for made, ds in zip(await built(), sent, strict=True):  # from the DICOM files
             assert_same_json(made, expected_json(stored_path(system, ds)))
     finally:
-        await cache.delete(parts_key, series_draft_key(*series))
+        await cache.delete(parts_key)
         await cache.aclose()
         await pool.close()
 

@@ -17,6 +17,7 @@ from prometheus_client import make_asgi_app
 from dicomflow.api import queries
 from dicomflow.api.access_log import AccessLogMiddleware, AccessLogPublisher
 from dicomflow.api.compression import GZIP_LEVEL, MIN_GZIP_SIZE, DerivedBodies
+from dicomflow.api.drafts import Drafts
 from dicomflow.api.frame_layouts import FrameLayouts
 from dicomflow.api.index_changes import INSTANCE_CHANNEL, SERIES_CHANNEL, IndexChanges
 from dicomflow.api.notified_cache import NotifiedCache
@@ -92,6 +93,7 @@ def create_app(settings: Settings) -> FastAPI:
             json_storage=LocalStorage(settings.json_dir),
             instances=InstanceStore(settings, storage, publisher),
             metadata_bodies=DerivedBodies(settings.metadata_cache_bytes),
+            drafts=Drafts(settings.draft_cache_bytes),
             draft_builds=SingleFlight(),
             frame_layouts=FrameLayouts(settings.frame_layout_cache_entries),
             index_changes=index_changes,

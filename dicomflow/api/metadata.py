@@ -12,14 +12,13 @@ from fastapi.responses import Response
 from dicomflow.api import queries
 from dicomflow.api.compression import MIN_GZIP_SIZE, accepts_gzip
 from dicomflow.api.deps import public_origin
+from dicomflow.api.drafts import Draft, SeriesKey
 from dicomflow.api.negotiation import accepts_json
 from dicomflow.api.state import ApiState
 from dicomflow.core.cache import (
-    DRAFT_METADATA_TTL,
     SERIES_METADATA_TTL,
     STUDY_SERIES_TTL,
     keep_parts,
-    series_draft_key,
     series_metadata_key,
     series_parts_key,
     study_series_key,
@@ -27,7 +26,6 @@ from dicomflow.core.cache import (
 from dicomflow.core.series_metadata import (
     SeriesInstance,
     instance_objects,
-    join_parts,
     json_array,
     parse_series_parts,
     part_field,
@@ -95,22 +93,20 @@ async def series_metadata(
 ) -> bytes | None:
     """The series' DICOM JSON array as bytes, or None when the series is unknown.
 
-    One Redis round trip reads both the stable series' metadata and the draft of one not stable
-    yet; where it comes from otherwise (and the draft's version) is kept in memory while
-    PostgreSQL notifies the series' changes (`state.series_sources`)."""
+    Where it comes from (the precomputed file of a stable series, or the version and instances
+    of one not stable yet) is kept in memory while PostgreSQL notifies the series' changes
+    (`state.series_sources`); when it is not, the stable series' Redis entry is looked at first,
+    which may save reading it."""
     warm_key = series_metadata_key(tenant, study_uid, series_uid)
-    draft_key = series_draft_key(tenant, study_uid, series_uid)
-    warm = draft = None
-    with _redis_is_a_cache():
-        warm, draft = await state.redis.mget(warm_key, draft_key)
-    if warm is not None:
-        if draft is not None:  # built while the series became stable: no longer needed
-            state.in_background(_cache_delete(state, draft_key))
+    warm_looked_up = not state.series_sources.holds(tenant, study_uid, series_uid)
+    if warm_looked_up and (warm := await _cache_get(state, warm_key)) is not None:
         return warm
     source = await state.series_sources.get(tenant, study_uid, series_uid)
     if source is None:
         return None
     if source.precomputed_beside is not None:
+        if not warm_looked_up and (warm := await _cache_get(state, warm_key)) is not None:
+            return warm
         metadata_key = SeriesLocation.of_instance_key(source.precomputed_beside).metadata_key
         try:
             body = await _read_file(state.json_storage, metadata_key)
@@ -118,9 +114,9 @@ async def series_metadata(
             log.warning("precomputed metadata %s unreadable (%s); building it", metadata_key, exc)
             source = await queries.series_to_build(state.pool, tenant, study_uid, series_uid)
         else:
-            state.in_background(_keep_warm(state, warm_key, draft_key, body))
+            state.in_background(_cache_set(state, warm_key, body, SERIES_METADATA_TTL))
             return body
-    return await draft_series_metadata(state, tenant, study_uid, series_uid, source, draft)
+    return await draft_series_metadata(state, tenant, study_uid, series_uid, source)
 
 
 async def draft_series_metadata(
@@ -129,57 +125,57 @@ async def draft_series_metadata(
     study_uid: str,
     series_uid: str,
     source: queries.MetadataSource | None,
-    draft: bytes | None,
 ) -> bytes | None:
     """Metadata of a series not stable yet, at the version of `source` (None: the series has
-    no instances): `draft`, its entry in Redis (version, space, body), when it is at that
-    version; else joined from the series' parts in Redis (one read) when they hold every
-    instance, else built with the files; concurrent requests share one build."""
+    no instances): from memory when this process built it at that version, else built (see
+    `_build_draft`); concurrent requests share one build."""
     if source is None or source.version is None:
         return None
+    series = (tenant, study_uid, series_uid)
+    last = state.drafts.get(series)
+    if last is not None and last.version == source.version:
+        return last.body
     version, instances = source.version, source.instances
-    if draft is not None:
-        draft_version, _, body = draft.partition(b" ")
-        if draft_version == version.encode():
-            return body
-    draft_key = series_draft_key(tenant, study_uid, series_uid)
-    parts_key = series_parts_key(tenant, study_uid, series_uid)
     return await state.draft_builds.run(
-        (draft_key, version),
-        lambda: _build_draft(state, tenant, draft_key, parts_key, version, instances),
+        (series, version), lambda: _build_draft(state, series, version, instances)
     )
 
 
 async def _build_draft(
-    state: ApiState,
-    tenant: str,
-    draft_key: str,
-    parts_key: str,
-    version: str,
-    instances: tuple[SeriesInstance, ...],
+    state: ApiState, series: SeriesKey, version: str, instances: tuple[SeriesInstance, ...]
 ) -> bytes:
-    """Joined from the series' parts in Redis when they hold every instance, else with the
-    series' parts file (read in the event loop when the page cache holds it) and, for parts
-    missing there too, the DICOM files (in a worker thread); the parts Redis lacked are put back
-    (the next version is joined again). Kept in Redis as the draft after the answer."""
-    parts: dict[bytes, bytes] = {}
-    with _redis_is_a_cache():
-        parts = await state.redis.hgetall(parts_key)
-    body = join_parts(instances, parts)
-    if body is None:
-        found = {**_kept_parts_if_cached(state.json_storage, instances[0].key), **parts}
-        fields = [part_field(instance.sop_uid, instance.received_time) for instance in instances]
-        objects = [found[field] for field in fields if field in found]
-        if len(objects) < len(fields):
-            objects = await asyncio.to_thread(
-                instance_objects, state.storage, state.json_storage, tenant, instances, found
+    """Each instance's part from the series' last draft in memory, else from its parts in
+    Redis (one read of the parts memory lacks), else from the series' parts file (read in the
+    event loop when the page cache holds it), else from its DICOM file (in a worker thread);
+    the parts Redis lacked are put back (another process, or a restart, joins them). Kept in
+    memory as the series' last draft."""
+    fields = [part_field(instance.sop_uid, instance.received_time) for instance in instances]
+    last = state.drafts.get(series)
+    found = dict(last.parts) if last is not None else {}
+    wanted = [field for field in fields if field not in found]
+    parts_key = series_parts_key(*series)
+    if wanted:
+        with _redis_is_a_cache():
+            values = await state.redis.hmget(parts_key, wanted)
+            found.update(
+                (field, part)
+                for field, part in zip(wanted, values, strict=True)
+                if part is not None
             )
-        body = json_array(objects)
-        lacking = {
-            field: made for field, made in zip(fields, objects, strict=True) if field not in parts
-        }
-        state.in_background(_keep_parts(state, parts_key, lacking))
-    state.in_background(_keep_draft(state, draft_key, version, body))
+    lacking = [field for field in fields if field not in found]
+    if lacking:
+        found = {**_kept_parts_if_cached(state.json_storage, instances[0].key), **found}
+        if any(field not in found for field in lacking):
+            objects = await asyncio.to_thread(
+                instance_objects, state.storage, state.json_storage, series[0], instances, found
+            )
+            found.update(zip(fields, objects, strict=True))
+        state.in_background(
+            _keep_parts(state, parts_key, {field: found[field] for field in lacking})
+        )
+    parts = {field: found[field] for field in fields}
+    body = json_array(parts.values())
+    state.drafts.keep(series, Draft(version, body, parts))
     return body
 
 
@@ -213,28 +209,9 @@ async def _cache_set(state: ApiState, key: str, body: bytes, ttl: int) -> None:
         await state.redis.set(key, body, ex=ttl)
 
 
-async def _cache_delete(state: ApiState, key: str) -> None:
-    with _redis_is_a_cache():
-        await state.redis.delete(key)
-
-
-async def _keep_draft(state: ApiState, draft_key: str, version: str, body: bytes) -> None:
-    """The series' metadata at `version`, read with the stable entry by the next request."""
-    await _cache_set(state, draft_key, version.encode() + b" " + body, DRAFT_METADATA_TTL)
-
-
 async def _keep_parts(state: ApiState, parts_key: str, parts: dict[bytes, bytes]) -> None:
     with _redis_is_a_cache():
         await keep_parts(state.redis, {parts_key: parts})
-
-
-async def _keep_warm(state: ApiState, warm_key: str, draft_key: str, body: bytes) -> None:
-    """The stable series' metadata into Redis, and its draft out (each request reads both)."""
-    with _redis_is_a_cache():
-        async with state.redis.pipeline(transaction=False) as pipe:
-            pipe.set(warm_key, body, ex=SERIES_METADATA_TTL)
-            pipe.delete(draft_key)
-            await pipe.execute()
 
 
 @contextlib.contextmanager

@@ -12,6 +12,7 @@ from aiokafka import AIOKafkaClient
 from aiokafka.errors import KafkaError
 
 from dicomflow.api.compression import DerivedBodies
+from dicomflow.api.drafts import Drafts
 from dicomflow.api.frame_layouts import FrameLayouts
 from dicomflow.api.index_changes import IndexChanges
 from dicomflow.api.notified_cache import NotifiedCache
@@ -36,6 +37,7 @@ class ApiState:
     json_storage: LocalStorage
     instances: InstanceStore  # STOW-RS: the SCP's write-and-publish path, on the API's outbox
     metadata_bodies: DerivedBodies
+    drafts: Drafts  # metadata of series not stable yet, as last built
     draft_builds: SingleFlight
     frame_layouts: FrameLayouts
     index_changes: IndexChanges

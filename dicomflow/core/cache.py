@@ -7,7 +7,6 @@ import redis.asyncio as aioredis
 TIMEOUT = 2.0  # seconds: a Redis that hangs must not hold up a request or the indexing for long
 SERIES_METADATA_TTL = 7 * 24 * 3600
 STUDY_SERIES_TTL = 24 * 3600
-DRAFT_METADATA_TTL = 600  # a series is unstable for seconds to minutes
 SERIES_PARTS_TTL = 3600  # from the series' last instance: it is stable long before
 
 
@@ -32,11 +31,6 @@ def series_metadata_key(tenant: str, study_uid: str, series_uid: str) -> str:
 
 def study_series_key(tenant: str, study_uid: str) -> str:
     return f"dicomflow:study-series:{tenant}:{study_uid}"
-
-
-def series_draft_key(tenant: str, study_uid: str, series_uid: str) -> str:
-    """Metadata built on demand for a series not stable yet: its version, a space, the body."""
-    return f"dicomflow:series-metadata-draft:{tenant}:{study_uid}:{series_uid}"
 
 
 def series_parts_key(tenant: str, study_uid: str, series_uid: str) -> str:

@@ -157,17 +157,6 @@ def json_array(objects: Iterable[bytes]) -> bytes:
     return b"[" + b",".join(objects) + b"]"
 
 
-def join_parts(instances: Iterable[SeriesInstance], parts: Mapping[bytes, bytes]) -> bytes | None:
-    """The series' DICOM JSON from its parts alone (no file read), or None when one is missing."""
-    objects = []
-    for row in instances:
-        part = parts.get(part_field(row.sop_uid, row.received_time))
-        if part is None:
-            return None
-        objects.append(part)
-    return json_array(objects)
-
-
 def build_series_metadata(
     storage: LocalStorage,
     json_storage: LocalStorage,

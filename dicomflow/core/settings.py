@@ -62,6 +62,12 @@ class Settings(BaseSettings):
         description="Memory each API process keeps for series and study metadata bodies as"
         " served (absolute URIs, gzipped), with the stored body each came from.",
     )
+    draft_cache_bytes: int = Field(
+        64 * 2**20,
+        description="Memory each API process keeps for the metadata of series not stable yet"
+        " as it last built each, with each instance's part (a new version fetches only its new"
+        " instances' parts from Redis).",
+    )
     instance_cache_entries: int = Field(
         50_000,
         description="Instance rows each API process keeps while PostgreSQL notifies their"

@@ -11,7 +11,6 @@ from collections.abc import Mapping, Sequence
 
 from dicomflow.core.cache import (
     SERIES_METADATA_TTL,
-    series_draft_key,
     series_metadata_key,
     series_parts_key,
 )
@@ -96,7 +95,6 @@ async def generate(res: Resources, event: StorageEvent, expected_instances: int)
     try:
         async with res.redis.pipeline(transaction=False) as pipe:
             pipe.set(series_metadata_key(*series), body, ex=SERIES_METADATA_TTL)
-            pipe.delete(series_draft_key(*series))  # the API reads both at every request
             pipe.delete(series_parts_key(*series))  # only series not stable are built from them
             await pipe.execute()
     except Exception as exc:  # Redis is a cache: the API falls back to the file
