@@ -9,10 +9,10 @@ server, one warm-up request per server, then N timed requests per server in bloc
 servers taking turns block by block; the median is reported.
 
 - series metadata, 50 and 500 instances (`Accept: application/dicom+json`). dicomflow has
-  five paths, each measured on its own (`PATHS`): while the series is not stable, joined on
-  demand from the instances' JSON the worker keeps in Redis, after a change (cold) or asked
-  again (again), and built from the files once Redis has lost that JSON (fallback); once the
-  series is stable, precomputed and in Redis (warm) or read from the precomputed file;
+  five paths, each measured on its own (`PATHS`): while the series is not stable, built on
+  demand after a change (cold: one instance sent again over C-STORE and indexed before each
+  request), asked again (again), and after a change with Redis stopped (fallback); once
+  the series is stable, precomputed and in Redis (warm) or read from the precomputed file;
 - QIDO-RS studies by PatientID;
 - one instance (`multipart/related; type="application/dicom"; transfer-syntax=*`);
 - frame 1 of one instance (`multipart/related; type="application/octet-stream";
@@ -48,8 +48,7 @@ import redis
 from harness import BenchError, Dicomflow, Orthanc, log
 from make_corpus import CT50, CT500, Manifest
 
-from dicomflow.api.index_changes import SERIES_CHANNEL
-from dicomflow.core.cache import series_draft_key, series_metadata_key, series_parts_key
+from dicomflow.core.cache import series_metadata_key
 
 GZIP = "gzip, deflate"  # what requests (so dicomweb-client) sends by default
 IDENTITY = "identity"
@@ -62,19 +61,18 @@ SERIES_ACCEPT = 'multipart/related; type="application/dicom"'  # dicomweb-client
 BLOCK = 5  # consecutive requests to one server before the other takes its turn
 NEVER_STABLE = 86400.0  # phase 1: the worker indexes but never marks the series stable
 
-COLD = "cold"  # not stable yet, after a change: read from PostgreSQL, joined from Redis
-AGAIN = "again"  # not stable yet, nothing changed: joined from Redis
-FALLBACK = "fallback"  # not stable yet, the instances' JSON gone from Redis: built from files
+COLD = "cold"  # not stable yet, after a change: the new version, the new instance's JSON
+AGAIN = "again"  # not stable yet, nothing changed: from memory
+FALLBACK = "fallback"  # as cold, Redis stopped: the new instance's JSON from the parts file
 WARM = "warm"  # precomputed and in Redis: what viewers get once the series is stable
 FILE = "file"  # precomputed file, its Redis entry removed before each request
 PATHS = {
-    COLD: "dicomflow cold = series not stable yet, after a change (notified before each"
-    " request): its version and instances read from PostgreSQL, the JSON the worker keeps in"
-    " Redis for each instance joined",
-    AGAIN: "dicomflow again = series not stable yet, asked again: the version and instances kept"
-    " in memory, the instances' JSON in Redis joined",
-    FALLBACK: "dicomflow fallback = series not stable yet, the instances' JSON gone from Redis"
-    " (removed before each request): joined from the series' parts file (one read)",
+    COLD: "dicomflow cold = series not stable yet, after a change (one of its instances sent"
+    " again over C-STORE and indexed before each request): its new version read from"
+    " PostgreSQL on the notification, the new copy's JSON from Redis, the others' from memory",
+    AGAIN: "dicomflow again = series not stable yet, asked again: from memory at its version",
+    FALLBACK: "dicomflow fallback = as cold, with Redis stopped: the new copy's JSON read from"
+    " the series' parts file",
     WARM: "dicomflow warm = precomputed when the series became stable, served from Redis",
     FILE: "dicomflow file = precomputed file, Redis entry removed before each request",
 }
@@ -244,19 +242,44 @@ def _raise_for_status(response: httpx.Response) -> None:
 
 
 class SeriesChanges:
-    """Tells dicomflow's API that a series changed, as PostgreSQL's triggers do (so it reads
-    the series' version and instances again), and waits until the notification is there."""
+    """Changes a series on dicomflow as a modality does: one of its instances is sent again (a
+    new copy, so a new version of the series, with its JSON in Redis as the worker keeps it);
+    waits until the copy is indexed and PostgreSQL's notification has reached the API."""
 
-    def __init__(self, dsn: str) -> None:
+    def __init__(self, system: Dicomflow, corpus: Path) -> None:
+        self._system = system
+        self._corpus = corpus
+        self._sent = 0
         self._loop = asyncio.new_event_loop()
-        self._connection = self._loop.run_until_complete(asyncpg.connect(dsn))
+        self._connection = self._loop.run_until_complete(asyncpg.connect(system.postgres_dsn))
 
-    def notify(self, m: Manifest) -> None:
-        payload = f"{harness.TENANT}|{m.study_uid}|{m.series_uid}"
-        self._loop.run_until_complete(
-            self._connection.execute("SELECT pg_notify($1, $2)", SERIES_CHANNEL, payload)
-        )
+    def send_again(self, m: Manifest) -> None:
+        index = self._sent % m.count
+        self._sent += 1
+        path = make_corpus.series_folder(self._corpus, m) / f"{index + 1:04d}.dcm"
+        self._loop.run_until_complete(self._send_and_wait(m, m.sop_uids[index], path))
         time.sleep(NOTIFIED)
+
+    async def _send_and_wait(self, m: Manifest, sop_uid: str, path: Path) -> None:
+        async def received() -> object:
+            return await self._connection.fetchval(
+                "SELECT received_time FROM dicom_image_meta WHERE tenant_id = $1"
+                " AND study_uid = $2 AND series_uid = $3 AND sop_uid = $4",
+                harness.TENANT,
+                m.study_uid,
+                m.series_uid,
+                sop_uid,
+            )
+
+        before = await received()
+        result = await harness.storescu(path, self._system.ports.scp, harness.DICOMFLOW_AE)
+        if result.successes != 1:
+            raise BenchError(f"sending {path} again failed:\n{result.output}")
+
+        async def indexed() -> bool:
+            return await received() != before
+
+        await harness.wait_async(indexed, 60, f"dicomflow to index {path} again", 0.002)
 
     def close(self) -> None:
         self._loop.run_until_complete(self._connection.close())
@@ -324,6 +347,7 @@ class Bench:
     reps: int
     heavy_reps: int
     series_reps: int
+    corpus: Path
     rows: list[Row] = field(default_factory=list)
 
     def metadata_path(self, m: Manifest) -> str:
@@ -333,24 +357,21 @@ class Bench:
         return self.heavy_reps if m.count > 100 else self.reps
 
     def on_demand_metadata(self, series: list[Manifest]) -> list[Row]:
-        """Phase 1 (series not stable): after a change, asked again, and the fallback (last:
-        it removes the instances' JSON from Redis for good)."""
-        cache = redis.Redis.from_url(self.system.redis_url)
-        changes = SeriesChanges(self.system.postgres_dsn)
+        """Phase 1 (series not stable): after a change and asked again; then after a change
+        with Redis stopped."""
+        changes = SeriesChanges(self.system, self.corpus)
         try:
-
-            def changed(m: Manifest) -> None:
-                cache.delete(series_draft_key(harness.TENANT, m.study_uid, m.series_uid))
-                changes.notify(m)
-
-            def lost(m: Manifest) -> None:
-                ids = (harness.TENANT, m.study_uid, m.series_uid)
-                cache.delete(series_parts_key(*ids), series_draft_key(*ids))
-
-            return self._metadata(series, [(COLD, changed), (AGAIN, None), (FALLBACK, lost)])
+            rows = self._metadata(series, [(COLD, changes.send_again), (AGAIN, None)])
+            log("dicomflow: stopping Redis")
+            self.system.stop_service("redis")
+            try:
+                rows += self._metadata(series, [(FALLBACK, changes.send_again)])
+            finally:
+                log("dicomflow: starting Redis again")
+                self.system.start_stopped_services()
+            return rows
         finally:
             changes.close()
-            cache.close()
 
     def precomputed_metadata(self, series: list[Manifest]) -> list[Row]:
         """Phase 2 (series stable, metadata written): the file, then the Redis entry."""
@@ -550,7 +571,9 @@ def main(argv: list[str] | None = None) -> int:
             stack.callback(ours.close)
             theirs = Client(orthanc.url + "/dicom-web")
             stack.callback(theirs.close)
-            bench = Bench(system, ours, theirs, args.reps, args.heavy_reps, args.series_reps)
+            bench = Bench(
+                system, ours, theirs, args.reps, args.heavy_reps, args.series_reps, args.corpus
+            )
             if args.profile:
                 profile = harness.OUTPUT / f"profile-dicomweb-{time.strftime('%Y%m%d-%H%M%S')}"
                 print(f"profiling the API into {profile}: its figures are distorted")

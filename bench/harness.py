@@ -355,6 +355,17 @@ class Dicomflow:
         if result.returncode != 0:
             raise BenchError(f"dicomflow stack up failed:\n{result.stdout}\n{result.stderr}")
 
+    def stop_service(self, name: str) -> None:
+        """Stop one server of the stack (e.g. redis); `start_stopped_services` restarts it."""
+        result = self._dicomflow("stack", "down", name)
+        if result.returncode != 0 or name not in result.stdout:
+            raise BenchError(f"dicomflow stack down {name} failed:\n{result.stdout}{result.stderr}")
+
+    def start_stopped_services(self) -> None:
+        result = self._dicomflow("stack", "up")
+        if result.returncode != 0:
+            raise BenchError(f"dicomflow stack up failed:\n{result.stdout}\n{result.stderr}")
+
     def start(self, name: str, **overrides: str) -> None:
         """Start `dicomflow {scp|worker|api}` and wait until it is ready."""
         env = {**self.env, **{f"DICOMFLOW_{k.upper()}": v for k, v in overrides.items()}}

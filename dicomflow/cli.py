@@ -20,6 +20,9 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     stack = commands.add_parser("stack", help="the local PostgreSQL, Redis, Kafka and MariaDB")
     stack.add_argument("action", choices=["up", "down", "status"])
+    stack.add_argument(
+        "names", nargs="*", help="down: only these (e.g. redis); up starts what is not running"
+    )
     commands.add_parser("scp", help="run the Storage SCP")
     commands.add_parser("worker", help="run the Faust stream worker")
     commands.add_parser("api", help="run the DICOMweb API")
@@ -45,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     settings = Settings()
     if args.command == "stack":
-        return _stack(settings, args.action)
+        return _stack(settings, args.action, args.names)
     if args.command == "scp":
         from dicomflow.ingest.server import serve
 
@@ -125,14 +128,14 @@ def _sweep(settings: Settings, older_than: float) -> int:
     return 0
 
 
-def _stack(settings: Settings, action: str) -> int:
+def _stack(settings: Settings, action: str, names: list[str]) -> int:
     from dicomflow.stack import manager
 
     if action == "up":
         started = manager.up(settings)
         print("started: " + (", ".join(started) or "nothing (already running)"))
     elif action == "down":
-        stopped = manager.down(settings)
+        stopped = manager.down(settings, names or None)
         print("stopped: " + (", ".join(stopped) or "nothing"))
     else:
         for name, state in manager.status(settings).items():

@@ -27,7 +27,11 @@ from pydicom.uid import ExplicitVRLittleEndian
 from dicomflow.api import metadata, queries
 from dicomflow.api.drafts import Drafts
 from dicomflow.api.index_changes import SERIES_CHANNEL, IndexChanges
-from dicomflow.api.metadata import draft_series_metadata, series_metadata
+from dicomflow.api.metadata import (
+    build_drafts_on_change,
+    draft_series_metadata,
+    series_metadata,
+)
 from dicomflow.api.multipart import MultipartReader, PartStart, parse_content_type
 from dicomflow.api.notified_cache import NotifiedCache
 from dicomflow.api.single_flight import SingleFlight
@@ -35,9 +39,9 @@ from dicomflow.core.cache import series_parts_key
 from dicomflow.core.db import create_pool
 from dicomflow.core.series_metadata import (
     instance_objects,
-    parse_series_parts,
     part_field,
     parts_file_key,
+    series_parts_in,
 )
 from dicomflow.core.settings import Settings
 from dicomflow.core.storage import LocalStorage, study_date_folder
@@ -497,7 +501,7 @@ async def test_metadata_of_a_series_not_stable_yet_is_built_once_per_version(
         return counting
 
     # A build reads the parts file in the event loop, or in a thread with the DICOM files.
-    monkeypatch.setattr(metadata, "parse_series_parts", counted(parse_series_parts))
+    monkeypatch.setattr(metadata, "series_parts_in", counted(series_parts_in))
     monkeypatch.setattr(metadata, "instance_objects", counted(instance_objects))
     hmget = cache.hmget
 
@@ -548,6 +552,56 @@ async def test_metadata_of_a_series_not_stable_yet_is_built_once_per_version(
         assert await draft("default", uid_root, f"{uid_root}.9") is None
     finally:
         await cache.delete(parts_key)
+        await cache.aclose()
+        await pool.close()
+
+
+async def test_a_changed_series_whose_metadata_was_asked_for_is_built_again_at_once(
+    system: RunningServices, stack: Settings, tmp_path: Path, uid_root: str
+) -> None:
+    """A viewer polling a series being received finds each new version in memory: the API
+    builds it when PostgreSQL notifies the change, if it built the series' metadata before."""
+    paths = cts(tmp_path, uid_root, 3)
+    store(system, paths[:2])
+    pool = await create_pool(stack)
+    cache = aioredis.Redis(host="127.0.0.1", port=stack.redis_port)
+    state = draft_state(system, pool, cache)
+    state.index_changes = IndexChanges(stack.postgres_url)
+    state.series_sources = NotifiedCache(
+        state.index_changes,
+        SERIES_CHANNEL,
+        partial(queries.metadata_source, pool),
+        100,
+        read_again=True,
+    )
+    build_drafts_on_change(state)  # type: ignore[arg-type]
+    await state.index_changes.start()
+    series = ("default", uid_root, f"{uid_root}.1")
+    other = ("default", uid_root, f"{uid_root}.2")
+    try:
+        source = await queries.series_to_build(pool, *series)
+        first = await draft_series_metadata(state, *series, source)
+        assert first is not None and len(orjson.loads(first)) == 2
+        store(system, paths[2:])
+
+        async def new_version_built() -> bool:
+            draft = state.drafts.get(series)
+            return draft is not None and len(orjson.loads(draft.body)) == 3
+
+        await async_wait_for(new_version_built, 10, 0.01, "the new version built")
+        source = await queries.series_to_build(pool, *series)
+        assert source is not None and state.drafts.get(series).version == source.version
+        other_path = tmp_path / "other.dcm"
+        make_ct(other_path, study_uid=uid_root, series_uid=other[2], sop_uid=f"{uid_root}.9.9")
+        store(system, [other_path])
+
+        async def other_indexed() -> bool:
+            return await queries.series_to_build(pool, *other) is not None
+
+        await async_wait_for(other_indexed, 10, 0.01, "the other series indexed")
+        assert other not in state.drafts  # never asked for: not built
+    finally:
+        await state.index_changes.close()
         await cache.aclose()
         await pool.close()
 

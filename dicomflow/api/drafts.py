@@ -32,6 +32,9 @@ class Drafts:
     def held_bytes(self) -> int:
         return self._held
 
+    def __contains__(self, series: object) -> bool:
+        return series in self._drafts
+
     def get(self, series: SeriesKey) -> Draft | None:
         draft = self._drafts.get(series)
         if draft is not None:

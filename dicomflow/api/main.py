@@ -20,6 +20,7 @@ from dicomflow.api.compression import GZIP_LEVEL, MIN_GZIP_SIZE, DerivedBodies
 from dicomflow.api.drafts import Drafts
 from dicomflow.api.frame_layouts import FrameLayouts
 from dicomflow.api.index_changes import INSTANCE_CHANNEL, SERIES_CHANNEL, IndexChanges
+from dicomflow.api.metadata import build_drafts_on_change
 from dicomflow.api.notified_cache import NotifiedCache
 from dicomflow.api.routes import health, qido, rendered, stow, viewer, wado
 from dicomflow.api.row_prefetch import SeriesRowPrefetch
@@ -82,7 +83,6 @@ def create_app(settings: Settings) -> FastAPI:
         row_prefetch = SeriesRowPrefetch(
             pool, index_changes, instance_rows, series_sources, settings.series_cache_entries
         )
-        await index_changes.start()
         state = ApiState(
             settings=settings,
             pool=pool,
@@ -101,6 +101,8 @@ def create_app(settings: Settings) -> FastAPI:
             series_sources=series_sources,
             row_prefetch=row_prefetch,
         )
+        build_drafts_on_change(state)
+        await index_changes.start()
         app.state.api = state
         access_log.start()
         yield

@@ -13,6 +13,7 @@ from dicomflow.api import queries
 from dicomflow.api.compression import MIN_GZIP_SIZE, accepts_gzip
 from dicomflow.api.deps import public_origin
 from dicomflow.api.drafts import Draft, SeriesKey
+from dicomflow.api.index_changes import SERIES_CHANNEL
 from dicomflow.api.negotiation import accepts_json
 from dicomflow.api.state import ApiState
 from dicomflow.core.cache import (
@@ -27,9 +28,9 @@ from dicomflow.core.series_metadata import (
     SeriesInstance,
     instance_objects,
     json_array,
-    parse_series_parts,
     part_field,
     parts_file_key,
+    series_parts_in,
 )
 from dicomflow.core.storage import LocalStorage, SeriesLocation
 
@@ -141,6 +142,27 @@ async def draft_series_metadata(
     )
 
 
+def build_drafts_on_change(state: ApiState) -> None:
+    """When a series whose draft this process holds changes, build the new version's draft in
+    the background: a viewer polling a series being received finds it in memory. Subscribed
+    after `state.series_sources`, which reads the series' new version on the same notification."""
+
+    def on_change(payload: str) -> None:
+        match payload.split("|"):
+            case [tenant, study_uid, series_uid] if (tenant, study_uid, series_uid) in state.drafts:
+                state.in_background(_build_new_draft(state, (tenant, study_uid, series_uid)))
+
+    state.index_changes.subscribe(SERIES_CHANNEL, on_change, lambda: None)
+
+
+async def _build_new_draft(state: ApiState, series: SeriesKey) -> None:
+    try:
+        source = await state.series_sources.get(*series)
+        await draft_series_metadata(state, *series, source)
+    except Exception as exc:  # the next request builds it
+        log.warning("could not build the metadata of changed series %s: %s", series[2], exc)
+
+
 async def _build_draft(
     state: ApiState, series: SeriesKey, version: str, instances: tuple[SeriesInstance, ...]
 ) -> bytes:
@@ -164,7 +186,8 @@ async def _build_draft(
             )
     lacking = [field for field in fields if field not in found]
     if lacking:
-        found = {**_kept_parts_if_cached(state.json_storage, instances[0].key), **found}
+        in_file = _kept_parts_if_cached(state.json_storage, instances[0].key, lacking)
+        found = {**in_file, **found}
         if any(field not in found for field in lacking):
             objects = await asyncio.to_thread(
                 instance_objects, state.storage, state.json_storage, series[0], instances, found
@@ -179,14 +202,16 @@ async def _build_draft(
     return body
 
 
-def _kept_parts_if_cached(json_storage: LocalStorage, instance_key: str) -> dict[bytes, bytes]:
-    """The parts in the series' parts file if the page cache holds all of it (no wait for the
-    disk, no thread hop), else none."""
+def _kept_parts_if_cached(
+    json_storage: LocalStorage, instance_key: str, fields: list[bytes]
+) -> dict[bytes, bytes]:
+    """The parts of `fields` in the series' parts file if the page cache holds all of it (no
+    wait for the disk, no thread hop), else none."""
     try:
         data = json_storage.read_if_cached(parts_file_key(instance_key), INLINE_READ_LIMIT)
     except FileNotFoundError:
         return {}
-    return {} if data is None else parse_series_parts(bytes(data))
+    return {} if data is None else series_parts_in(bytes(data), fields)
 
 
 async def _read_file(storage: LocalStorage, key: str) -> bytes:

@@ -93,6 +93,12 @@ def read_series_parts(
     """The parts in the parts file of the series of `instance_key`, by field (only those of
     `fields` when given); records a crash cut short or ran together are left out."""
     data = json_storage.read_bytes_if_present(parts_file_key(instance_key)) or b""
+    return series_parts_in(data, fields)
+
+
+def series_parts_in(data: bytes, fields: Collection[bytes] | None = None) -> dict[bytes, bytes]:
+    """The parts in a parts file's bytes (only those of `fields` when given), each searched for
+    from the end when they are few, else all parsed."""
     if fields is not None and len(fields) <= FEW_PARTS:
         return find_series_parts(data, fields)
     return parse_series_parts(data)
