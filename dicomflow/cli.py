@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     stack = commands.add_parser("stack", help="the local PostgreSQL, Redis, Kafka and MariaDB")
     stack.add_argument("action", choices=["up", "down", "status"])
     stack.add_argument(
-        "names", nargs="*", help="down: only these (e.g. redis); up starts what is not running"
+        "names", nargs="*", help="down only: the services to stop (postgres, redis, kafka, mariadb)"
     )
     commands.add_parser("scp", help="run the Storage SCP")
     commands.add_parser("worker", help="run the Faust stream worker")
@@ -131,6 +131,13 @@ def _sweep(settings: Settings, older_than: float) -> int:
 def _stack(settings: Settings, action: str, names: list[str]) -> int:
     from dicomflow.stack import manager
 
+    known = [service.name for service in manager.services(settings)]
+    if names and action != "down":
+        print(f"stack {action} takes no service names (only stack down does)", file=sys.stderr)
+        return 2
+    if unknown := sorted(set(names) - set(known)):
+        print(f"unknown services {', '.join(unknown)}; known: {', '.join(known)}", file=sys.stderr)
+        return 2
     if action == "up":
         started = manager.up(settings)
         print("started: " + (", ".join(started) or "nothing (already running)"))

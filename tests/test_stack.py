@@ -33,6 +33,23 @@ def test_stack_up_twice_is_harmless(stack: Settings, base_env: dict[str, str]) -
     assert set(status(stack).values()) == {"running"}
 
 
+def test_only_stack_down_takes_known_service_names(
+    stack: Settings, base_env: dict[str, str]
+) -> None:
+    for args in (["up", "redis"], ["down", "redis", "nosuch"], ["status", "kafka"]):
+        result = subprocess.run(
+            [sys.executable, "-m", "dicomflow", "stack", *args],
+            env=base_env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert result.returncode == 2, args
+        assert "service" in result.stderr and not result.stdout
+    assert set(status(stack).values()) == {"running"}  # nothing was stopped
+
+
 def test_kafka_cluster_ids_never_look_like_an_option() -> None:
     ids = [kafka_cluster_id() for _ in range(2000)]  # one in 64 random ids starts with "-"
     assert not any(i.startswith("-") for i in ids)
