@@ -1,5 +1,5 @@
 -- The API keeps in memory where each series' metadata comes from (its precomputed file, or the
--- series' version for a build kept in Redis: dicomflow/api/metadata.py) and forgets it when told
+-- series' version for a build kept in memory: dicomflow/api/metadata.py) and forgets it when told
 -- here that the series changed: an instance indexed, re-sent or deleted, the series' state or
 -- its precomputed metadata written. A notification names the series as `tenant|study|series`;
 -- PostgreSQL delivers one per series and transaction however many rows changed. An empty one
