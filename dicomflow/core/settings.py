@@ -125,6 +125,12 @@ class Settings(BaseSettings):
     series_stable_seconds: float = 10.0
     table_store: str = Field("memory://", description="Faust table store (changelog in Kafka).")
     metadata_retry_limit: int = 5
+    worker_ingest_yield_seconds: float = Field(
+        2.0,
+        description="While storage events keep arriving (a burst of C-STOREs), the worker"
+        " waits up to this long before indexing them, so that indexing does not slow the SCP"
+        " down; 0: index at once.",
+    )
     worker_stuck_seconds: float = Field(
         30.0, description="A partition whose commit is stuck this long is read again."
     )

@@ -2,7 +2,8 @@
 
 Events are taken in batches, so that a burst costs one worker-thread hop to read the files
 and one Redis round trip to keep their DICOM JSON, not one of each per instance; records
-and table updates are still made event by event, in order.
+and table updates are still made event by event, in order. While a burst of C-STOREs goes on,
+a batch waits (`ingest_yield`).
 """
 
 import asyncio
@@ -15,6 +16,7 @@ from faust.types import EventT, StreamT
 
 from dicomflow.core.cache import series_metadata_key, study_series_key
 from dicomflow.streams.app import app
+from dicomflow.streams.ingest_yield import TopicEnd, give_way_to_ingest
 from dicomflow.streams.progress import (
     instance_key,
     instances_seen,
@@ -59,19 +61,25 @@ series_parts = SeriesParts()
 
 @app.agent(storage_topic)
 async def fan_out(stream: StreamT) -> None:
-    async for events in stream.take_events(BATCH_SIZE, within=BATCH_SECONDS):
-        readings = await asyncio.to_thread(read_stored_copies, [e.value for e in events])
-        await series_parts.keep(
-            resources().redis,
-            [
-                (event.value, reading.body)
-                for event, reading in zip(events, readings, strict=True)
-                if isinstance(reading, StoredCopy) and reading.body is not None
-            ],
-        )
-        for event, reading in zip(events, readings, strict=True):
-            make_current(event)
-            await index_event(event, reading)
+    settings = resources().settings
+    storage_end = TopicEnd(settings.kafka_servers, storage_topic.get_topic_name())
+    try:
+        async for events in stream.take_events(BATCH_SIZE, within=BATCH_SECONDS):
+            await give_way_to_ingest(events, storage_end, settings.worker_ingest_yield_seconds)
+            readings = await asyncio.to_thread(read_stored_copies, [e.value for e in events])
+            await series_parts.keep(
+                resources().redis,
+                [
+                    (event.value, reading.body)
+                    for event, reading in zip(events, readings, strict=True)
+                    if isinstance(reading, StoredCopy) and reading.body is not None
+                ],
+            )
+            for event, reading in zip(events, readings, strict=True):
+                make_current(event)
+                await index_event(event, reading)
+    finally:
+        await storage_end.close()
 
 
 def make_current(event: EventT) -> None:
