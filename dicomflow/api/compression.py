@@ -8,8 +8,9 @@ can never get an old derived body.
 
 import asyncio
 import gzip
-from collections import OrderedDict
 from collections.abc import Callable
+
+from dicomflow.api.sized_lru import SizedLRU
 
 GZIP_LEVEL = 5
 MIN_GZIP_SIZE = 1024
@@ -30,48 +31,36 @@ def accepts_gzip(accept_encoding: str | None) -> bool:
 
 
 class DerivedBodies:
-    """Least-recently-used bodies derived from others, keyed by name, at most `max_bytes` held
-    (each with the body it came from)."""
+    """Bodies derived from others, keyed by name, each kept with the body it came from; the
+    least recently used go first, at most `max_bytes` held."""
 
     def __init__(self, max_bytes: int) -> None:
-        self.max_bytes = max_bytes
-        self._entries: OrderedDict[str, tuple[bytes, bytes]] = OrderedDict()
-        self._held = 0
+        self._kept: SizedLRU[str, tuple[bytes, bytes]] = SizedLRU(
+            max_bytes, lambda pair: len(pair[0]) + len(pair[1])
+        )
+
+    @property
+    def max_bytes(self) -> int:
+        return self._kept.max_bytes
 
     @property
     def held_bytes(self) -> int:
-        return self._held
+        return self._kept.held_bytes
 
     async def derive(
         self, key: str, body: bytes, make: Callable[[bytes], bytes], in_thread: bool = False
     ) -> bytes:
         """`make(body)`: from memory when `key` was last derived from exactly these bytes."""
-        entry = self._entries.get(key)
-        if entry is not None and entry[0] == body:
-            self._entries.move_to_end(key)
-            return entry[1]
+        kept = self._kept.get(key)
+        if kept is not None and kept[0] == body:
+            return kept[1]
         derived = await asyncio.to_thread(make, body) if in_thread else make(body)
-        self._store(key, body, derived)
+        self._kept.put(key, (body, derived))
         return derived
 
     async def gzip(self, key: str, body: bytes) -> bytes:
         """`body` gzipped (in a worker thread when large), from memory while unchanged."""
         return await self.derive(key, body, _gzip, in_thread=len(body) >= _IN_THREAD_SIZE)
-
-    def _store(self, key: str, body: bytes, derived: bytes) -> None:
-        self._forget(key)
-        size = len(body) + len(derived)
-        if size > self.max_bytes:
-            return
-        while self._held + size > self.max_bytes:
-            self._forget(next(iter(self._entries)))
-        self._entries[key] = (body, derived)
-        self._held += size
-
-    def _forget(self, key: str) -> None:
-        entry = self._entries.pop(key, None)
-        if entry is not None:
-            self._held -= len(entry[0]) + len(entry[1])
 
 
 def _gzip(body: bytes) -> bytes:

@@ -198,7 +198,7 @@ async def _build_draft(
         )
     parts = {field: found[field] for field in fields}
     body = json_array(parts.values())
-    state.drafts.keep(series, Draft(version, body, parts))
+    state.drafts.put(series, Draft(version, body, parts))
     return body
 
 
