@@ -5,10 +5,10 @@ import itertools
 from types import SimpleNamespace
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from dicomflow.core.settings import Settings
 from dicomflow.streams.ingest_yield import TopicEnd, give_way_to_ingest
+from tests.kafka_helpers import create_topic
 
 END_PROBE_TOPIC = "dicomflow-topic-end-probe"
 
@@ -65,13 +65,7 @@ async def test_a_batch_does_not_wait_when_off_when_old_or_when_kafka_cannot_say(
 
 
 async def test_a_topic_end_counts_the_records_of_every_partition(stack: Settings) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=stack.kafka_servers)
-    await admin.start()
-    try:
-        if END_PROBE_TOPIC not in await admin.list_topics():
-            await admin.create_topics([NewTopic(END_PROBE_TOPIC, 3, 1)])
-    finally:
-        await admin.close()
+    await create_topic(stack, END_PROBE_TOPIC)
     end = TopicEnd(stack.kafka_servers, END_PROBE_TOPIC)
     producer = AIOKafkaProducer(bootstrap_servers=stack.kafka_servers, acks="all")
     await producer.start()

@@ -6,7 +6,7 @@ import sys
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import AIOKafkaAdminClient
 
 from dicomflow.core.db import create_pool
 from dicomflow.core.settings import Settings
@@ -14,6 +14,7 @@ from dicomflow.core.topics import TOPICS
 from dicomflow.stack.manager import status
 from dicomflow.stack.migrations import MIGRATIONS_DIR
 from dicomflow.stack.services import kafka_cluster_id
+from tests.kafka_helpers import create_topic
 from tests.services import ROOT
 
 PROBE_TOPIC = "dicomflow-protocol-probe"
@@ -113,13 +114,7 @@ async def test_client_and_broker_speak_the_same_protocol(stack: Settings) -> Non
     """faust-streaming's aiokafka negotiates with the broker the stack runs: idempotent
     produce with acks=all, headers, and a read back from a committed group offset (on a
     topic of its own: the dicomflow topics carry only their records)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=stack.kafka_servers)
-    await admin.start()
-    try:
-        if PROBE_TOPIC not in await admin.list_topics():
-            await admin.create_topics([NewTopic(PROBE_TOPIC, 1, 1)])
-    finally:
-        await admin.close()
+    await create_topic(stack, PROBE_TOPIC)
     producer = AIOKafkaProducer(
         bootstrap_servers=stack.kafka_servers, acks="all", enable_idempotence=True
     )
