@@ -504,6 +504,7 @@ class Orthanc:
             "DicomAlwaysAllowStore": True,
             "DicomAlwaysAllowEcho": True,
             "SaveJobs": False,
+            "OverwriteInstances": True,  # as dicomflow: an instance sent again replaces its copy
         }
 
     def start(self) -> None:
