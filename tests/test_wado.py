@@ -2,7 +2,6 @@
 
 import asyncio
 import io
-import os
 from collections.abc import Callable, Coroutine, Sequence
 from functools import partial
 from pathlib import Path
@@ -47,6 +46,7 @@ from dicomflow.core.settings import Settings
 from dicomflow.core.storage import LocalStorage, study_date_folder
 from tests.dicom_factory import make_cine, make_ct
 from tests.metadata_checks import assert_same_json, expected_json
+from tests.page_cache import evict, resident
 from tests.services import RunningServices, async_wait_for, rss_bytes, storescu, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -200,8 +200,7 @@ def test_instances_not_in_the_page_cache_are_read_from_disk_alike(
     """The API reads a file in its event loop only when the page cache holds all of it."""
     sent = by_sop(store(system, cts(tmp_path, uid_root, 3)))
     for ds in sent.values():
-        with open(stored_path(system, ds), "rb") as fh:
-            os.posix_fadvise(fh.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+        evict(stored_path(system, ds))
 
     one = next(iter(sent.values()))
     got = client(system).retrieve_instance(uid_root, one.SeriesInstanceUID, one.SOPInstanceUID)
@@ -210,6 +209,24 @@ def test_instances_not_in_the_page_cache_are_read_from_disk_alike(
     assert got == one and got.PixelData == one.PixelData
     assert series.keys() == sent.keys()
     assert all(ds.PixelData == sent[sop].PixelData for sop, ds in series.items())
+
+
+def test_a_series_metadata_request_reads_the_series_files_ahead(
+    system: RunningServices, stack: Settings, tmp_path: Path, uid_root: str
+) -> None:
+    """A viewer asks for every instance's frames after a series' metadata: answering it starts
+    reading the series' files into the page cache."""
+    sent = store(system, cts(tmp_path, uid_root, 3, size=256))
+    wait_for(lambda: precomputed_series(stack, uid_root), 60, 0.2, "metadata precomputed")
+    files = [stored_path(system, ds) for ds in sent]
+    for path in files:
+        evict(path)
+    assert not any(resident(path) for path in files)
+
+    metadata = client(system).retrieve_series_metadata(uid_root, f"{uid_root}.1")
+
+    assert len(metadata) == len(sent)
+    wait_for(lambda: all(resident(path) for path in files), 10, 0.02, "the series' files cached")
 
 
 def test_dicom_responses_are_multipart_and_never_gzipped(

@@ -22,6 +22,7 @@ from dicomflow.api.frame_layouts import FrameLayouts
 from dicomflow.api.index_changes import INSTANCE_CHANNEL, SERIES_CHANNEL, IndexChanges
 from dicomflow.api.metadata import build_drafts_on_change
 from dicomflow.api.notified_cache import NotifiedCache
+from dicomflow.api.readahead import SeriesReadahead
 from dicomflow.api.routes import health, qido, rendered, stow, viewer, wado
 from dicomflow.api.row_prefetch import SeriesRowPrefetch
 from dicomflow.api.single_flight import SingleFlight
@@ -100,6 +101,12 @@ def create_app(settings: Settings) -> FastAPI:
             instance_rows=instance_rows,
             series_sources=series_sources,
             row_prefetch=row_prefetch,
+            readahead=SeriesReadahead(
+                partial(queries.series_files, pool),
+                storage,
+                settings.readahead_series_bytes,
+                settings.series_cache_entries,
+            ),
         )
         build_drafts_on_change(state)
         await index_changes.start()

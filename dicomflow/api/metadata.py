@@ -70,11 +70,13 @@ async def metadata_response(
     return Response(served, media_type=DICOM_JSON, headers=headers)
 
 
-def prefetch_instance_rows(state: ApiState, tenant: str, study_uid: str, series_uid: str) -> None:
-    """After the answer, read the series' instance rows into memory if they may not be there:
-    a viewer asks for every instance's frames next."""
+def prepare_for_frames(state: ApiState, tenant: str, study_uid: str, series_uid: str) -> None:
+    """After the answer, as a viewer asks for every instance's frames next: read the series'
+    instance rows into memory and its files into the page cache, if they may not be there."""
     if state.row_prefetch.needed(tenant, study_uid, series_uid):
         state.in_background(state.row_prefetch.run(tenant, study_uid, series_uid))
+    if state.readahead.due(tenant, study_uid, series_uid):
+        state.in_background(state.readahead.run(tenant, study_uid, series_uid))
 
 
 async def study_series(state: ApiState, tenant: str, study_uid: str) -> list[str]:

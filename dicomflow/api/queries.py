@@ -42,6 +42,20 @@ async def series_instance_rows(
     )
 
 
+async def series_files(
+    pool: asyncpg.Pool, tenant: str, study_uid: str, series_uid: str
+) -> list[tuple[str, int]]:
+    """`(file_path, file_size)` of the series' instances, in the order a viewer shows them."""
+    rows = await pool.fetch(
+        "SELECT file_path, file_size FROM dicom_image_meta"
+        f" WHERE tenant_id = $1 AND study_uid = $2 AND series_uid = $3 ORDER BY {INSTANCE_ORDER}",
+        tenant,
+        study_uid,
+        series_uid,
+    )
+    return [(row["file_path"], row["file_size"]) for row in rows]
+
+
 async def study_series(pool: asyncpg.Pool, tenant: str, study_uid: str) -> list[str]:
     rows = await pool.fetch(
         "SELECT series_uid FROM dicom_state_meta WHERE tenant_id = $1 AND study_uid = $2"

@@ -17,6 +17,7 @@ from dicomflow.api.frame_layouts import FrameLayouts
 from dicomflow.api.index_changes import IndexChanges
 from dicomflow.api.notified_cache import NotifiedCache
 from dicomflow.api.queries import MetadataSource
+from dicomflow.api.readahead import SeriesReadahead
 from dicomflow.api.row_prefetch import SeriesRowPrefetch
 from dicomflow.api.single_flight import SingleFlight
 from dicomflow.core.settings import Settings
@@ -44,6 +45,7 @@ class ApiState:
     instance_rows: NotifiedCache[asyncpg.Record]  # `queries.instance` by instance
     series_sources: NotifiedCache[MetadataSource]  # `queries.metadata_source` by series
     row_prefetch: SeriesRowPrefetch  # a series' instance rows, after its metadata
+    readahead: SeriesReadahead  # a series' files into the page cache, after its metadata
     _background: set[asyncio.Task[None]] = field(default_factory=set)
 
     def in_background(self, work: Coroutine[Any, Any, None]) -> None:

@@ -85,6 +85,13 @@ class Settings(BaseSettings):
         " each, and 16 bytes a frame for compressed multi-frame values over 1 MiB): a frame"
         " request then needs no header parse; 0: none.",
     )
+    readahead_series_bytes: int = Field(
+        512 * 2**20,
+        description="After answering a series' metadata, how much of the series' files each"
+        " API process asks the kernel to read into the page cache, in instance order (a viewer"
+        " asks for every instance's frames next); a series asked for again within 30 s is not"
+        " read ahead again; 0: off.",
+    )
     viewer_dir: Path = Field(
         Path("viewer/dist"), description="The OHIF viewer served at /viewer/ (make setup)."
     )

@@ -18,7 +18,7 @@ from dicomflow.api.frame_layouts import FrameLayout, layout_of
 from dicomflow.api.frame_locator import HEAD_SIZE, locate_frames
 from dicomflow.api.metadata import (
     metadata_response,
-    prefetch_instance_rows,
+    prepare_for_frames,
     series_metadata,
     study_series,
 )
@@ -67,7 +67,7 @@ async def study_metadata(request: Request, ref: Study) -> Response:
     if not bodies:
         raise HTTPException(404, f"study {study} not found")
     for series in series_uids:
-        prefetch_instance_rows(state, tenant, study, series)
+        prepare_for_frames(state, tenant, study, series)
     body = json_array(body[1:-1] for body in bodies)
     return await metadata_response(request, state, body, study_series_key(tenant, study))
 
@@ -77,7 +77,7 @@ async def series_metadata_route(request: Request, ref: Series) -> Response:
     body = await series_metadata(ref.state, ref.tenant, ref.study, ref.series)
     if body is None:
         raise HTTPException(404, f"series {ref.series} of study {ref.study} not found")
-    prefetch_instance_rows(ref.state, ref.tenant, ref.study, ref.series)
+    prepare_for_frames(ref.state, ref.tenant, ref.study, ref.series)
     key = series_metadata_key(ref.tenant, ref.study, ref.series)
     return await metadata_response(request, ref.state, body, key)
 
