@@ -4,7 +4,7 @@ does read them."""
 import os
 from pathlib import Path
 
-from dicomflow.api.readahead import SeriesFiles, SeriesReadahead, within
+from dicomflow.api.readahead import SeriesFiles, SeriesReadahead, first_files_within
 from dicomflow.core.storage import LocalStorage
 from tests.page_cache import evict, resident
 from tests.services import wait_for
@@ -38,13 +38,13 @@ def listing(files: list[tuple[str, int]]) -> SeriesFiles:
     return series_files
 
 
-def test_within_keeps_the_first_files_that_fit_the_budget() -> None:
+def test_the_first_files_that_fit_the_budget_are_read_ahead() -> None:
     files = [("a", 40), ("b", 40), ("c", 40), ("d", 1)]
 
-    assert list(within(files, 80)) == ["a", "b"]
-    assert list(within(files, 79)) == ["a"]
-    assert list(within(files, 1000)) == ["a", "b", "c", "d"]
-    assert list(within(files, 0)) == []
+    assert list(first_files_within(files, 80)) == ["a", "b"]
+    assert list(first_files_within(files, 79)) == ["a"]
+    assert list(first_files_within(files, 1000)) == ["a", "b", "c", "d"]
+    assert list(first_files_within(files, 0)) == []
 
 
 def test_a_series_is_read_ahead_again_only_after_the_interval(tmp_path: Path) -> None:

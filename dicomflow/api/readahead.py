@@ -54,7 +54,7 @@ class SeriesReadahead:
 
     async def run(self, tenant: str, study_uid: str, series_uid: str) -> None:
         files = await self._files(tenant, study_uid, series_uid)
-        keys = list(within(files, self._max_bytes))
+        keys = list(first_files_within(files, self._max_bytes))
         await asyncio.to_thread(self._read_ahead, keys)
 
     def _read_ahead(self, keys: list[str]) -> None:
@@ -62,7 +62,7 @@ class SeriesReadahead:
             self._storage.read_ahead(key)
 
 
-def within(files: Iterable[tuple[str, int]], max_bytes: int) -> Iterator[str]:
+def first_files_within(files: Iterable[tuple[str, int]], max_bytes: int) -> Iterator[str]:
     """The keys of the first files whose sizes add up to at most `max_bytes`."""
     total = 0
     for key, size in files:
