@@ -5,7 +5,7 @@ import gzip
 
 import pytest
 
-from dicomflow.api.compression import DerivedBodies, accepts_gzip
+from dicomflow.api.compression import GZIP_LEVEL, DerivedBodies, accepts_gzip
 
 
 async def test_a_body_is_compressed_once_and_reused_while_unchanged() -> None:
@@ -50,7 +50,7 @@ async def test_a_changed_body_under_the_same_key_is_compressed_again() -> None:
 
 async def test_the_least_recently_used_entries_go_first_and_the_budget_holds() -> None:
     bodies = {key: key.encode() * 20_000 for key in ("a", "b", "c")}
-    one_entry = len(bodies["a"]) + len(gzip.compress(bodies["a"], 5, mtime=0))
+    one_entry = len(bodies["a"]) + len(gzip.compress(bodies["a"], GZIP_LEVEL, mtime=0))
     cache = DerivedBodies(max_bytes=2 * one_entry + 10)
     kept_a = await cache.gzip("a", bodies["a"])
     await cache.gzip("b", bodies["b"])
