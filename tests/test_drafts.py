@@ -16,7 +16,7 @@ def test_a_series_keeps_its_last_draft_only() -> None:
     drafts.put(series, draft("v2", 3))
     kept = drafts.get(series)
     assert kept is not None and kept.version == "v2" and len(kept.parts) == 3
-    assert drafts.held_bytes == draft("v2", 3).size
+    assert drafts.held_size == draft("v2", 3).size
 
 
 def test_the_least_recently_used_drafts_go_first_and_the_budget_holds() -> None:
@@ -29,6 +29,6 @@ def test_the_least_recently_used_drafts_go_first_and_the_budget_holds() -> None:
     drafts.put(c, draft("v", 10))
     assert drafts.get(b) is None
     assert drafts.get(a) is not None and drafts.get(c) is not None
-    assert drafts.held_bytes <= drafts.max_bytes
+    assert drafts.held_size <= drafts.max_size
     drafts.put(("t", "1.2", "big"), draft("v", 100))  # larger than the budget: not kept
-    assert drafts.get(("t", "1.2", "big")) is None and drafts.held_bytes == 2 * one
+    assert drafts.get(("t", "1.2", "big")) is None and drafts.held_size == 2 * one

@@ -43,11 +43,11 @@ class DerivedBodies:
 
     @property
     def max_bytes(self) -> int:
-        return self._kept.max_bytes
+        return self._kept.max_size
 
     @property
     def held_bytes(self) -> int:
-        return self._kept.held_bytes
+        return self._kept.held_size
 
     async def derive(
         self, key: str, body: bytes, make: Callable[[bytes], bytes], in_thread: bool = False

@@ -22,7 +22,7 @@ class Draft(NamedTuple):
 
 
 class Drafts(SizedLRU[SeriesKey, Draft]):
-    """The last draft of each series, at most `max_bytes` of them."""
+    """The last draft of each series, at most `max_bytes` of them (`max_size`, `held_size`)."""
 
     def __init__(self, max_bytes: int) -> None:
         super().__init__(max_bytes, lambda draft: draft.size)

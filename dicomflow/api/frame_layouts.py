@@ -8,7 +8,6 @@ layout, whatever the cache holds.
 import struct
 from array import array
 from bisect import bisect_left
-from collections import OrderedDict
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import BinaryIO
@@ -17,6 +16,7 @@ from pydicom.encaps import get_frame, parse_basic_offsets, parse_fragments
 from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from dicomflow.api.pixels import StoredPixels, frame_index
+from dicomflow.api.sized_lru import SizedLRU, one_each
 from dicomflow.core.dicom_json import UNDEFINED_LENGTH
 from dicomflow.core.storage import FileIdentity, LocalStorage
 
@@ -230,24 +230,8 @@ def layout_of(pixels: StoredPixels) -> FrameLayout | None:
     return NativeFrames.of(pixels.syntax, pixels.file, pixels.offset, pixels.length, frames, bits)
 
 
-class FrameLayouts:
+class FrameLayouts(SizedLRU[str, FrameLayout]):
     """The least recently used layouts by storage key, at most `max_entries` (~1.2 kB each)."""
 
     def __init__(self, max_entries: int) -> None:
-        self.max_entries = max_entries
-        self._entries: OrderedDict[str, FrameLayout] = OrderedDict()
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def get(self, key: str) -> FrameLayout | None:
-        layout = self._entries.get(key)
-        if layout is not None:
-            self._entries.move_to_end(key)
-        return layout
-
-    def put(self, key: str, layout: FrameLayout) -> None:
-        self._entries[key] = layout
-        self._entries.move_to_end(key)
-        while len(self._entries) > self.max_entries:
-            self._entries.popitem(last=False)
+        super().__init__(max_entries, one_each)

@@ -5,14 +5,14 @@ metadata is served without reading them)."""
 
 import asyncio
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 
+from dicomflow.api.drafts import SeriesKey
+from dicomflow.api.sized_lru import SizedLRU, one_each
 from dicomflow.core.storage import LocalStorage
 
 READAHEAD_INTERVAL = 30.0  # s: a series asked for again within it is not read ahead again
 
-SeriesKey = tuple[str, str, str]
 SeriesFiles = Callable[[str, str, str], Awaitable[list[tuple[str, int]]]]
 
 
@@ -32,24 +32,20 @@ class SeriesReadahead:
         self._files = files
         self._storage = storage
         self._max_bytes = max_bytes
-        self._max_series = max_series
         self._interval = interval
         self._clock = clock
-        self._last: OrderedDict[SeriesKey, float] = OrderedDict()
+        self._last: SizedLRU[SeriesKey, float] = SizedLRU(max_series, one_each)
 
     def due(self, tenant: str, study_uid: str, series_uid: str) -> bool:
         """True, and the series counted as read ahead now, unless it was within the interval."""
-        if self._max_bytes <= 0 or self._max_series <= 0:
+        if self._max_bytes <= 0 or self._last.max_size <= 0:
             return False
         series = (tenant, study_uid, series_uid)
         now = self._clock()
         last = self._last.get(series)
         if last is not None and now - last < self._interval:
             return False
-        self._last[series] = now
-        self._last.move_to_end(series)
-        while len(self._last) > self._max_series:
-            self._last.popitem(last=False)
+        self._last.put(series, now)
         return True
 
     async def run(self, tenant: str, study_uid: str, series_uid: str) -> None:
